@@ -1,0 +1,5 @@
+"""``python -m llmpick`` runs the CLI."""
+
+from llmpick.cli import main
+
+main()

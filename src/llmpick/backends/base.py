@@ -1,0 +1,241 @@
+"""The Backend seam: one async streaming method plus an identity.
+
+A backend turns a :class:`GenerationRequest` into a stream of :class:`Chunk`
+objects, each stamped with ``time.perf_counter()`` when it arrived and the
+number of output tokens it carries. The last chunk has ``final=True`` and
+carries the usage the backend itself reported. :func:`collect` drains the
+stream into a :class:`Generation` with the output text and timings.
+
+Capabilities are class attributes; options are a nested pydantic model with
+``extra="forbid"`` so a misspelt option is an error, not a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Backend",
+    "BackendOptions",
+    "Chunk",
+    "Generation",
+    "GenerationRequest",
+    "Message",
+    "ModelIdentity",
+    "SamplingParams",
+    "Usage",
+    "collect",
+    "sha256_text",
+]
+
+
+class Message(BaseModel):
+    """One chat message."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class SamplingParams(BaseModel):
+    """Sampling settings; identical for every model in a comparison."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int = Field(256, ge=1)
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    #: keep generating past end-of-sequence (benchmarks that need N tokens)
+    ignore_eos: bool = False
+
+
+class GenerationRequest(BaseModel):
+    """What to generate: messages and sampling settings.
+
+    ``row`` carries the dataset row the request came from; only backends that
+    read outputs from data (``column``) look at it.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: list[Message]
+    params: SamplingParams = SamplingParams()
+    row: dict[str, Any] | None = None
+
+    @classmethod
+    def from_prompt(
+        cls, prompt: str, system: str | None = None, **params: Any
+    ) -> GenerationRequest:
+        """Build a single-turn request from a prompt and an optional system message."""
+        messages = [Message(role="system", content=system)] if system else []
+        messages.append(Message(role="user", content=prompt))
+        return cls(messages=messages, params=SamplingParams(**params))
+
+
+class Usage(BaseModel):
+    """Token counts for one generation and where they came from."""
+
+    prompt_tokens: int | None = None
+    completion_tokens: int = 0
+    # "backend": the engine's own count; "chunks": counted from streamed chunks
+    source: Literal["backend", "chunks", "none"] = "backend"
+
+
+class Chunk(BaseModel):
+    """A piece of streamed output.
+
+    ``time_s`` is ``time.perf_counter()`` at arrival; ``tokens`` is how many
+    output tokens the piece holds (a chunk may hold several, or none).
+    """
+
+    text: str = ""
+    time_s: float
+    tokens: int = 0
+    final: bool = False
+    usage: Usage | None = None
+    finish_reason: str | None = None
+
+
+class ModelIdentity(BaseModel):
+    """Who produced an output: enough to reproduce it and to key a cache."""
+
+    model_config = ConfigDict(frozen=True)
+
+    backend: str
+    model: str
+    weights_sha256: str | None = None
+    revision: str | None = None
+    quantization: str | None = None
+    chat_template_sha256: str | None = None
+    base_url: str | None = None
+
+    def key(self) -> str:
+        """A stable hash identifying these weights behind this backend (and URL)."""
+        return sha256_text(self.model_dump_json())
+
+
+class Generation(BaseModel):
+    """A finished generation: output, usage and timing."""
+
+    output: str
+    usage: Usage
+    start_s: float
+    first_token_s: float | None
+    end_s: float
+    finish_reason: str | None = None
+    chunk_times_s: list[float] = Field(default_factory=list)
+    chunk_tokens: list[int] = Field(default_factory=list)
+
+    @property
+    def time_to_first_token_s(self) -> float | None:
+        """Seconds from sending the request to the first output token."""
+        if self.first_token_s is None:
+            return None
+        return self.first_token_s - self.start_s
+
+    @property
+    def total_s(self) -> float:
+        """Seconds from sending the request to the last chunk."""
+        return self.end_s - self.start_s
+
+    @property
+    def output_tokens_per_second(self) -> float | None:
+        """Decode rate: tokens after the first over the time after the first."""
+        n = self.usage.completion_tokens
+        if self.first_token_s is None or n < 2:
+            return None
+        decode_s = self.end_s - self.first_token_s
+        return (n - 1) / decode_s if decode_s > 0 else None
+
+
+class BackendOptions(BaseModel):
+    """Base for backend options: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Backend(ABC):
+    """A way to run a model. Subclasses set the class attributes and implement
+    :meth:`generate` and :meth:`describe`.
+    """
+
+    name: ClassVar[str]
+    #: runs in this process and serves one request at a time
+    is_local: ClassVar[bool] = True
+    #: ``seed`` makes sampling reproducible
+    supports_seed: ClassVar[bool] = True
+    #: the backend needs the dataset row (reads outputs from it)
+    needs_row: ClassVar[bool] = False
+    Options: ClassVar[type[BackendOptions]] = BackendOptions
+
+    def __init__(self, model: str, options: BackendOptions | None = None) -> None:
+        self.model = model
+        self.options = options if options is not None else self.Options()
+
+    @abstractmethod
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        """Stream the answer to ``request``; the last chunk has ``final=True``."""
+
+    @abstractmethod
+    def describe(self) -> ModelIdentity:
+        """Identity of the model behind this backend."""
+
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens in ``text`` by this model's tokenizer, or None if unknown."""
+        return None
+
+    def context_length(self) -> int | None:
+        """The context window this backend runs with, or None if unknown."""
+        return None
+
+    async def aclose(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (threads, clients, model memory)."""
+
+
+async def collect(backend: Backend, request: GenerationRequest) -> Generation:
+    """Run ``request`` on ``backend`` and gather the stream into a Generation."""
+    start = time.perf_counter()
+    parts: list[str] = []
+    first: float | None = None
+    times: list[float] = []
+    counts: list[int] = []
+    usage: Usage | None = None
+    finish: str | None = None
+    end = start
+    async for chunk in backend.generate(request):
+        end = chunk.time_s
+        if chunk.tokens or chunk.text:
+            parts.append(chunk.text)
+            times.append(chunk.time_s)
+            counts.append(chunk.tokens)
+            if first is None:
+                first = chunk.time_s
+        if chunk.final:
+            usage = chunk.usage
+            finish = chunk.finish_reason
+    if usage is None:
+        usage = Usage(completion_tokens=sum(counts), source="chunks")
+    return Generation(
+        output="".join(parts),
+        usage=usage,
+        start_s=start,
+        first_token_s=first,
+        end_s=max(end, first or start),
+        finish_reason=finish,
+        chunk_times_s=times,
+        chunk_tokens=counts,
+    )
+
+
+def sha256_text(text: str) -> str:
+    """Hex SHA-256 of a UTF-8 string."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

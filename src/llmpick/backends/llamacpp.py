@@ -1,0 +1,423 @@
+"""The ``llamacpp`` backend: GGUF files through llama-cpp-python.
+
+The chat template comes from the GGUF metadata (``tokenizer.chat_template``),
+rendered with llama-cpp-python's own Jinja2 formatter. Generation runs token
+by token through ``Llama.generate`` in one worker thread, so every chunk is
+exactly one token stamped when it was sampled, and usage is the engine's own
+count. The GGUF comes from a path, or from the Hugging Face Hub
+(``hf_repo`` + file name) through huggingface_hub, which honours
+``HF_HUB_OFFLINE``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import codecs
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from llmpick.backends.base import (
+    Backend,
+    BackendOptions,
+    Chunk,
+    GenerationRequest,
+    ModelIdentity,
+    Usage,
+    sha256_text,
+)
+from llmpick.errors import BackendError, ContextLengthError, ModelFileError
+
+__all__ = ["LlamaCppBackend", "LlamaCppOptions", "file_sha256", "gguf_quantization"]
+
+_GGUF_MAGIC = b"GGUF"
+_DONE = object()
+_LOG_LOCK = threading.Lock()
+_log_state: dict[str, Any] = {}
+
+
+def _install_log_capture() -> list[str]:
+    """Route llama.cpp's (process-wide) log into a list instead of stderr.
+
+    llama-cpp-python prints some messages even with ``verbose=False``; the
+    log also holds what we want to keep, such as the KV buffer sizes.
+    """
+    import ctypes
+
+    import llama_cpp
+
+    if "callback" not in _log_state:
+        lines: list[str] = []
+
+        @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator,misc]
+        def _capture(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
+            lines.append(text.decode("utf-8", errors="replace"))
+            if _log_state.get("echo"):
+                os.write(2, text)
+
+        _log_state["callback"] = _capture
+        _log_state["lines"] = lines
+        llama_cpp.llama_log_set(_capture, ctypes.c_void_p(0))
+    buffer: list[str] = _log_state["lines"]
+    buffer.clear()
+    return buffer
+
+
+class LlamaCppOptions(BackendOptions):
+    """Options of the llamacpp backend."""
+
+    n_ctx: int = Field(4096, ge=16, description="context window in tokens")
+    n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
+    n_gpu_layers: int = Field(0, description="layers offloaded to the GPU; -1 = all")
+    n_batch: int = Field(512, ge=1, description="prompt tokens evaluated per batch")
+    flash_attn: bool = False
+    # llama-cpp-python's create_completion defaults, so results match its own.
+    top_k: int = Field(40, ge=0)
+    min_p: float = Field(0.05, ge=0.0, le=1.0)
+    repeat_penalty: float = Field(1.0, gt=0.0)
+    hf_repo: str | None = Field(None, description="Hub repo holding the GGUF named by model")
+    hf_revision: str | None = None
+    cache_dir: str | None = Field(None, description="where file hashes are remembered")
+    verbose: bool = Field(False, description="echo llama.cpp's own log to stderr")
+
+
+def file_sha256(path: Path, cache_dir: Path | None) -> str:
+    """SHA-256 of a file, remembered by (path, size, mtime) in ``cache_dir``."""
+    import hashlib
+
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    index: dict[str, str] = {}
+    index_path = cache_dir / "file-hashes.json" if cache_dir else None
+    if index_path and index_path.exists():
+        with contextlib.suppress(OSError, ValueError):
+            index = json.loads(index_path.read_text())
+    if key in index:
+        return index[key]
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    value = digest.hexdigest()
+    if index_path:
+        index[key] = value
+        with contextlib.suppress(OSError):
+            index_path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = index_path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(index))
+            os.replace(tmp, index_path)
+    return value
+
+
+def gguf_quantization(metadata: dict[str, str]) -> str | None:
+    """Quantization name (``Q4_1``, ``Q4_K_M``…) from ``general.file_type``."""
+    raw = metadata.get("general.file_type")
+    if raw is None:
+        return None
+    try:
+        from gguf import LlamaFileType
+
+        name = LlamaFileType(int(raw)).name
+    except (ImportError, ValueError):
+        return f"file_type={raw}"
+    return name.removeprefix("MOSTLY_")
+
+
+def _resolve_path(model: str, options: LlamaCppOptions) -> Path:
+    if options.hf_repo:
+        try:
+            from huggingface_hub import hf_hub_download
+        except ImportError as exc:  # pragma: no cover - a core dependency
+            raise ModelFileError("huggingface_hub is not installed") from exc
+        try:
+            return Path(
+                hf_hub_download(options.hf_repo, model, revision=options.hf_revision)
+            )
+        except Exception as exc:
+            offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+            why = (
+                "HF_HUB_OFFLINE is set and the file is not in the local Hub cache"
+                if offline
+                else type(exc).__name__
+            )
+            raise ModelFileError(
+                f"could not get {model} from Hugging Face repo {options.hf_repo}: {why}",
+                "check the repo id and file name and your network, or give a local path",
+            ) from exc
+    return Path(model).expanduser()
+
+
+def _check_gguf(path: Path) -> None:
+    if not path.exists():
+        raise ModelFileError(
+            f"GGUF file not found: {path}", "check the path, or run 'llmpick models'"
+        )
+    if not path.is_file():
+        raise ModelFileError(f"not a file: {path}", "give the path of a .gguf file")
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise ModelFileError(f"cannot read {path}: {exc.strerror}") from exc
+    if magic != _GGUF_MAGIC:
+        raise ModelFileError(
+            f"{path} is not a GGUF file (bad magic bytes)",
+            "the file is corrupt or in another format; re-download it",
+        )
+
+
+class LlamaCppBackend(Backend):
+    """GGUF models in this process through llama-cpp-python."""
+
+    name = "llamacpp"
+    is_local = True
+    supports_seed = True
+    Options = LlamaCppOptions
+
+    def __init__(self, model: str, options: BackendOptions | None = None) -> None:
+        super().__init__(model, options)
+        opts = self.options
+        assert isinstance(opts, LlamaCppOptions)
+        self.opts = opts
+        self.path = _resolve_path(model, opts)
+        _check_gguf(self.path)
+        try:
+            from llama_cpp import Llama
+        except ImportError as exc:  # pragma: no cover - a core dependency
+            raise ModelFileError(
+                "llama-cpp-python is not installed", "pip install llama-cpp-python"
+            ) from exc
+        with _LOG_LOCK:
+            log = _install_log_capture()
+            _log_state["echo"] = opts.verbose
+            try:
+                self.llm = self._load(Llama, opts)
+            finally:
+                #: llama.cpp's log while loading (KV cache and compute buffer sizes)
+                self.load_log = "".join(log)
+                log.clear()
+        self.metadata: dict[str, str] = dict(self.llm.metadata)
+        self.chat_template = self.metadata.get("tokenizer.chat_template")
+        self._formatter = self._make_formatter()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
+        self._identity: ModelIdentity | None = None
+
+    def _load(self, llama_cls: Any, opts: LlamaCppOptions) -> Any:
+        try:
+            return llama_cls(
+                model_path=str(self.path),
+                n_ctx=opts.n_ctx,
+                n_threads=opts.n_threads,
+                n_gpu_layers=opts.n_gpu_layers,
+                n_batch=opts.n_batch,
+                flash_attn=opts.flash_attn,
+                verbose=False,
+            )
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise ModelFileError(
+                f"llama.cpp could not load {self.path}: {exc}",
+                "the file may be truncated or corrupt, or its architecture unsupported "
+                "by this llama-cpp-python; re-download it or upgrade llama-cpp-python",
+            ) from exc
+
+    def _make_formatter(self) -> Any:
+        if not self.chat_template:
+            return None
+        from llama_cpp import llama_chat_format
+
+        eos = self.llm.token_eos()
+        bos = self.llm.token_bos()
+        model = self.llm._model
+        return llama_chat_format.Jinja2ChatFormatter(
+            template=self.chat_template,
+            eos_token=model.token_get_text(eos) if eos != -1 else "",
+            bos_token=model.token_get_text(bos) if bos != -1 else "",
+            stop_token_ids=[eos],
+        )
+
+    def render_prompt(self, request: GenerationRequest) -> tuple[str, list[str], bool]:
+        """The prompt text after the chat template, extra stops, and whether
+        the template already added the BOS token.
+        """
+        messages = [m.model_dump() for m in request.messages]
+        if self._formatter is None:
+            # A base model without a template: plain transcript, then continue.
+            parts = [m["content"] for m in messages if m["role"] == "system"]
+            for m in messages:
+                if m["role"] == "user":
+                    parts.append(m["content"])
+                elif m["role"] == "assistant":
+                    parts.append(m["content"])
+            return "\n\n".join(parts) + "\n", [], False
+        result = self._formatter(messages=messages)
+        stops = result.stop if isinstance(result.stop, list) else [result.stop or ""]
+        return result.prompt, [s for s in stops if s], bool(result.added_special)
+
+    def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
+        """Token ids of ``text`` by the model's own tokenizer."""
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens in ``text`` by the model's own tokenizer."""
+        return len(self.tokenize(text))
+
+    def context_length(self) -> int | None:
+        """The context window: what was asked for (llama.cpp may pad it up)."""
+        return int(min(self.llm.n_ctx(), self.llm.context_params.n_ctx))
+
+    def describe(self) -> ModelIdentity:
+        """Backend, file, SHA-256, quantization and chat-template hash."""
+        if self._identity is None:
+            cache_dir = Path(self.opts.cache_dir) if self.opts.cache_dir else None
+            self._identity = ModelIdentity(
+                backend=self.name,
+                model=self.path.name,
+                weights_sha256=file_sha256(self.path, cache_dir),
+                quantization=gguf_quantization(self.metadata),
+                chat_template_sha256=sha256_text(self.chat_template)
+                if self.chat_template
+                else None,
+            )
+        return self._identity
+
+    def _generate_sync(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
+        import llama_cpp
+
+        params = request.params
+        # The template's stop is the EOS token's text: already handled at token
+        # level (special tokens are never detokenized into the output).
+        prompt, _template_stops, added_special = self.render_prompt(request)
+        tokens = self.llm.tokenize(
+            prompt.encode("utf-8"), add_bos=not added_special, special=True
+        )
+        n_ctx = self.context_length() or 0
+        if len(tokens) >= n_ctx:
+            raise ContextLengthError(
+                f"the prompt is {len(tokens)} tokens but the context window is {n_ctx}",
+                "shorten the prompt or raise n_ctx in the model's options (llmpick.yaml)",
+            )
+        max_tokens = min(params.max_tokens, n_ctx - len(tokens))
+        stops = [s for s in params.stop if s]
+        longest_stop = max((len(s) for s in stops), default=0)
+        self.llm.set_seed(params.seed if params.seed is not None else int(time.time_ns() % 2**31))
+        logits_processor = None
+        if params.ignore_eos:
+            eog = [t for t in range(self.llm.n_vocab()) if self._is_eog(t)]
+
+            def _no_eos(_ids: Any, scores: np.ndarray) -> np.ndarray:
+                scores[eog] = -np.inf
+                return scores
+
+            logits_processor = llama_cpp.LogitsProcessorList([_no_eos])
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        emitted = ""  # text already sent
+        pending = ""  # decoded text held back while it could start a stop string
+        pending_tokens = 0
+        n_out = 0
+        finish = "length"
+        stop_hit = False
+        generator = self.llm.generate(
+            tokens,
+            top_k=self.opts.top_k,
+            top_p=params.top_p,
+            min_p=self.opts.min_p,
+            temp=params.temperature,
+            repeat_penalty=self.opts.repeat_penalty,
+            logits_processor=logits_processor,
+        )
+        for token in generator:
+            now = time.perf_counter()
+            if cancel.is_set():
+                finish = "cancelled"
+                break
+            if self._is_eog(token) and not params.ignore_eos:
+                finish = "stop"
+                break
+            n_out += 1
+            pending_tokens += 1
+            pending += decoder.decode(self.llm.detokenize([token], special=False))
+            if stops:
+                window = emitted[-longest_stop:] + pending
+                hit = min((i for s in stops if (i := window.find(s)) >= 0), default=-1)
+                if hit >= 0:
+                    cut = hit - len(emitted[-longest_stop:])
+                    if cut > 0:
+                        yield Chunk(text=pending[:cut], time_s=now, tokens=pending_tokens)
+                        pending_tokens = 0
+                    finish = "stop"
+                    stop_hit = True
+                    break
+                safe = len(pending) - (longest_stop - 1)
+                if safe > 0:
+                    yield Chunk(text=pending[:safe], time_s=now, tokens=pending_tokens)
+                    emitted += pending[:safe]
+                    pending = pending[safe:]
+                    pending_tokens = 0
+            else:
+                yield Chunk(text=pending, time_s=now, tokens=pending_tokens)
+                emitted += pending
+                pending = ""
+                pending_tokens = 0
+            if n_out >= max_tokens:
+                break
+        generator.close()
+        tail = "" if stop_hit else pending + decoder.decode(b"", final=True)
+        yield Chunk(
+            text=tail,
+            time_s=time.perf_counter(),
+            tokens=0 if stop_hit else pending_tokens,
+            final=True,
+            usage=Usage(prompt_tokens=len(tokens), completion_tokens=n_out, source="backend"),
+            finish_reason=finish,
+        )
+
+    def _is_eog(self, token: int) -> bool:
+        import llama_cpp
+
+        return bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        """Stream one token per chunk from a worker thread."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def work() -> None:
+            try:
+                for chunk in self._generate_sync(request, cancel):
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            except BaseException as exc:
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        future = loop.run_in_executor(self._executor, work)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    if isinstance(item, BackendError):
+                        raise item
+                    raise BackendError(f"llama.cpp generation failed: {item}") from item
+                yield item
+        finally:
+            cancel.set()
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(future)
+
+    async def aclose(self) -> None:
+        """Stop the worker thread and free the model."""
+        self._executor.shutdown(wait=True)
+        with contextlib.suppress(Exception):
+            self.llm.close()

@@ -1,0 +1,186 @@
+"""The ``openai`` backend: any OpenAI-compatible chat completions server.
+
+vLLM, Ollama, TGI, llama.cpp's server and hosted providers all speak this
+protocol. Responses are streamed with ``stream_options.include_usage`` so the
+server's own token counts are recorded when it reports them; otherwise each
+streamed content delta counts as one token (``usage.source == "chunks"``).
+
+Retries with exponential backoff on 408/409/429/5xx, honouring
+``Retry-After``, come from the openai SDK itself (``max_retries``). The API
+key is read from the environment variable named by ``api_key_env``; with
+none named, a placeholder key is sent (local servers ignore it) and
+``OPENAI_API_KEY`` is deliberately not forwarded to arbitrary URLs.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from pydantic import Field
+
+from llmpick.backends.base import (
+    Backend,
+    BackendOptions,
+    Chunk,
+    GenerationRequest,
+    ModelIdentity,
+    Usage,
+)
+from llmpick.errors import (
+    AuthenticationError,
+    BackendError,
+    ConfigError,
+    ContextLengthError,
+    EndpointUnreachableError,
+    ModelNotFoundError,
+    RateLimitError,
+)
+
+__all__ = ["OpenAIBackend", "OpenAIOptions"]
+
+_CONTEXT_WORDS = ("context length", "context window", "maximum context", "too long", "exceed")
+
+
+class OpenAIOptions(BackendOptions):
+    """Options of the openai backend."""
+
+    base_url: str = Field(..., description="e.g. http://127.0.0.1:8000/v1")
+    api_key_env: str | None = Field(None, description="environment variable holding the key")
+    timeout_s: float = Field(600.0, gt=0, description="whole-request timeout")
+    connect_timeout_s: float = Field(10.0, gt=0)
+    max_retries: int = Field(3, ge=0, description="retries on 408/409/429/5xx")
+    include_usage: bool = Field(True, description="ask for usage in the stream")
+    extra_body: dict[str, Any] = Field(default_factory=dict, description="sent as-is")
+
+
+class OpenAIBackend(Backend):
+    """A model served behind an OpenAI-compatible HTTP API."""
+
+    name = "openai"
+    is_local = False
+    supports_seed = True
+    Options = OpenAIOptions
+
+    def __init__(self, model: str, options: BackendOptions | None = None) -> None:
+        super().__init__(model, options)
+        opts = self.options
+        assert isinstance(opts, OpenAIOptions)
+        self.opts = opts
+        if opts.api_key_env:
+            key = os.environ.get(opts.api_key_env)
+            if not key:
+                raise ConfigError(
+                    f"environment variable {opts.api_key_env} is not set",
+                    f"export {opts.api_key_env}=YOUR_KEY before running",
+                )
+        else:
+            key = "no-key"
+        import httpx
+        import openai
+
+        self.client = openai.AsyncOpenAI(
+            base_url=opts.base_url,
+            api_key=key,
+            timeout=httpx.Timeout(opts.timeout_s, connect=opts.connect_timeout_s),
+            max_retries=opts.max_retries,
+        )
+
+    def describe(self) -> ModelIdentity:
+        """Backend, served model name and base URL."""
+        return ModelIdentity(backend=self.name, model=self.model, base_url=self.opts.base_url)
+
+    def _translate(self, exc: Exception) -> BackendError | ModelNotFoundError:
+        import openai
+
+        where = f"{self.model} at {self.opts.base_url}"
+        if isinstance(exc, openai.APITimeoutError):
+            return EndpointUnreachableError(
+                f"request to {where} timed out", "raise timeout_s or check the server's load"
+            )
+        if isinstance(exc, openai.APIConnectionError):
+            return EndpointUnreachableError(
+                f"cannot connect to {self.opts.base_url}",
+                "start the server or fix base_url (it usually ends in /v1)",
+            )
+        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+            env = self.opts.api_key_env
+            return AuthenticationError(
+                f"{self.opts.base_url} refused the API key ({exc.status_code})",
+                f"check the key in ${env}" if env else "set api_key_env for this model",
+            )
+        if isinstance(exc, openai.RateLimitError):
+            return RateLimitError(
+                f"{where} kept answering 429 after {self.opts.max_retries} retries",
+                "lower --concurrency or raise max_retries",
+            )
+        if isinstance(exc, openai.NotFoundError):
+            return ModelNotFoundError(
+                f"{self.opts.base_url} does not serve model '{self.model}' (404)",
+                "list the server's models with GET /v1/models",
+            )
+        if isinstance(exc, openai.APIStatusError):
+            text = str(exc.message).lower()
+            if exc.status_code in (400, 413, 422) and any(w in text for w in _CONTEXT_WORDS):
+                return ContextLengthError(
+                    f"{where}: prompt too long for the context window: {exc.message}",
+                    "shorten the prompt or lower max tokens",
+                )
+            return BackendError(f"{where} answered {exc.status_code}: {exc.message}")
+        return BackendError(f"{where}: {type(exc).__name__}: {exc}")
+
+    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        """Stream a chat completion; the last chunk carries the server's usage."""
+        import openai
+
+        params = request.params
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": [m.model_dump() for m in request.messages],
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "max_tokens": params.max_tokens,
+            "stream": True,
+        }
+        if params.seed is not None:
+            kwargs["seed"] = params.seed
+        if params.stop:
+            kwargs["stop"] = list(params.stop)
+        if self.opts.include_usage:
+            kwargs["stream_options"] = {"include_usage": True}
+        extra = dict(self.opts.extra_body)
+        if params.ignore_eos:
+            extra["ignore_eos"] = True
+        if extra:
+            kwargs["extra_body"] = extra
+        usage: Usage | None = None
+        finish: str | None = None
+        n_chunks = 0
+        try:
+            stream = await self.client.chat.completions.create(**kwargs)
+            async for event in stream:
+                now = time.perf_counter()
+                if event.usage is not None:
+                    usage = Usage(
+                        prompt_tokens=event.usage.prompt_tokens,
+                        completion_tokens=event.usage.completion_tokens or 0,
+                        source="backend",
+                    )
+                for choice in event.choices or []:
+                    if choice.finish_reason:
+                        finish = choice.finish_reason
+                    text = choice.delta.content if choice.delta else None
+                    if text:
+                        n_chunks += 1
+                        yield Chunk(text=text, time_s=now, tokens=1)
+        except openai.OpenAIError as exc:
+            raise self._translate(exc) from exc
+        if usage is None:
+            usage = Usage(completion_tokens=n_chunks, source="chunks")
+        yield Chunk(time_s=time.perf_counter(), final=True, usage=usage, finish_reason=finish)
+
+    async def aclose(self) -> None:
+        """Close the HTTP client."""
+        await self.client.close()

@@ -1,0 +1,433 @@
+"""Run a benchmark of one model: load it, warm it up, drive each load point, measure.
+
+``run_bench(context, "smollm2-135m-instruct", BenchConfig(concurrency=(1, 2)))``
+returns a :class:`~llmpick.bench.results.BenchResult`. Ctrl-C stops it; the
+requests that finished are kept and raised inside :class:`BenchInterrupted`
+(a ``KeyboardInterrupt``), so the CLI can print and store them.
+
+Choices that shape the numbers:
+
+- Requests ask for ``max_tokens`` with end-of-sequence ignored where the
+  backend allows (llama.cpp in-process; servers that accept ``ignore_eos``,
+  such as vLLM). Otherwise N is whatever the model produced, reported as is.
+- An HTTP backend is opened with ``max_retries=0`` unless the user set it:
+  a retried request would hide a failure inside a longer latency.
+- A local backend serves one request at a time; higher concurrency or a rate
+  queues requests (see :mod:`llmpick.bench.load`), and a note says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import os
+import platform
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from llmpick.backends.base import Backend, GenerationRequest
+from llmpick.backends.spec import ModelSpec
+from llmpick.bench.load import LoadPoint, closed_loop, open_loop, send_request
+from llmpick.bench.memory import MemoryReport, MemorySampler, server_memory_metrics
+from llmpick.bench.metrics import RequestTiming, Slo, aggregate, output_tokens
+from llmpick.bench.prompts import (
+    TokenCounter,
+    load_dataset_prompts,
+    synthetic_prompt,
+    token_counter_for,
+)
+from llmpick.bench.results import BenchResult, Estimate, LoadResult
+from llmpick.context import Context
+from llmpick.errors import LlmpickError, UsageError
+
+__all__ = ["BenchConfig", "BenchInterrupted", "config_summary", "run_bench"]
+
+
+class BenchInterrupted(KeyboardInterrupt):  # noqa: N818 - it is a KeyboardInterrupt
+    """Ctrl-C during a benchmark; ``result`` holds what finished (may be None)."""
+
+    def __init__(self, result: BenchResult | None) -> None:
+        super().__init__("benchmark interrupted")
+        self.result = result
+
+
+@dataclass
+class BenchConfig:
+    """What to measure. Invalid values raise :class:`UsageError` on construction.
+
+    With neither ``concurrency`` nor ``rates`` given, one closed-loop point at
+    concurrency 1 is run. ``requests`` is per load point; ``warmup`` requests
+    run once per model before the first point and are not measured.
+    """
+
+    concurrency: tuple[int, ...] = ()
+    rates: tuple[float, ...] = ()
+    prompt_tokens: int = 128
+    max_tokens: int = 64
+    requests: int = 8
+    warmup: int = 1
+    dataset: Path | None = None
+    slo: Slo = field(default_factory=Slo)
+    tokenizer: Path | None = None
+    ignore_eos: bool = True
+    seed: int = 0
+    progress: Callable[[str], None] | None = None
+
+    def __post_init__(self) -> None:
+        self.concurrency = tuple(self.concurrency)
+        self.rates = tuple(self.rates)
+        self.load_points()  # validates concurrency and rates
+        if self.requests < 1:
+            raise UsageError(f"--requests must be at least 1, got {self.requests}")
+        if self.warmup < 0:
+            raise UsageError(f"--warmup must be 0 or more, got {self.warmup}")
+        if self.max_tokens < 1:
+            raise UsageError(f"--max-tokens must be at least 1, got {self.max_tokens}")
+        if self.dataset is None and self.prompt_tokens < 1:
+            raise UsageError(f"--prompt-tokens must be at least 1, got {self.prompt_tokens}")
+
+    def load_points(self) -> list[LoadPoint]:
+        """Closed-loop points first, then Poisson rates."""
+        points = [LoadPoint(concurrency=c) for c in self.concurrency]
+        points += [LoadPoint(rate=r) for r in self.rates]
+        return points or [LoadPoint(concurrency=1)]
+
+
+def _is_loopback(url: str | None) -> bool:
+    host = urlparse(url or "").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
+def _device(backend: Backend, memory: MemoryReport | None) -> str:
+    if not backend.is_local:
+        return f"server at {backend.describe().base_url}"
+    n_gpu_layers = getattr(backend.options, "n_gpu_layers", 0)
+    if memory is not None and memory.gpu_name and n_gpu_layers != 0:
+        return f"gpu: {memory.gpu_name}"
+    threads = getattr(backend.options, "n_threads", None) or os.cpu_count()
+    return f"cpu: {_cpu_name()} ({threads} threads)"
+
+
+def _estimate(
+    spec: ModelSpec, backend: Backend, config: BenchConfig, prompt_tokens: int | None
+) -> tuple[Estimate | None, str | None]:
+    """The ``fit`` estimate for this model on this machine, or None and why."""
+    if not backend.is_local and not _is_loopback(backend.describe().base_url):
+        return None, "no estimate: the server is not on this machine"
+    try:
+        from llmpick.fit import fit_model  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return None, "no estimate: llmpick.fit.fit_model is not available"
+    path = getattr(backend, "path", None)
+    model_ref = str(path) if path is not None else (spec.catalog_id or spec.model)
+    kwargs: dict[str, Any] = {
+        "context": backend.context_length() or 4096,
+        "batch": 1,
+        "prompt_tokens": prompt_tokens,
+    }
+    if spec.backend == "llamacpp":
+        kwargs["runtime"] = "llamacpp"
+    try:
+        fit = fit_model(model_ref, **kwargs)
+    except LlmpickError as exc:
+        return None, f"no estimate: {exc.one_line()}"
+    estimate = Estimate(
+        decode_tokens_per_second=getattr(fit, "decode_tokens_per_second", None),
+        time_to_first_token_s=getattr(fit, "time_to_first_token_s", None),
+        total_bytes=getattr(fit, "total_bytes", None),
+        basis=str(getattr(fit, "basis", "")),
+    )
+    return estimate, None
+
+
+def _open(context: Context, spec: ModelSpec) -> Backend:
+    cls = context.backends.get(spec.backend)
+    if "max_retries" in cls.Options.model_fields and "max_retries" not in spec.options:
+        spec = spec.model_copy(update={"options": {**spec.options, "max_retries": 0}})
+    return context.open_backend(spec)
+
+
+class _Run:
+    """Mutable state of one model's run, readable after an interrupt."""
+
+    def __init__(self, config: BenchConfig) -> None:
+        self.config = config
+        self.done: list[LoadResult] = []
+        self.point: LoadPoint | None = None
+        self.sink: list[RequestTiming] = []
+        self.server: dict[str, float] = {}
+        self.polling = True
+        self.closed = False
+
+    def tell(self, message: str) -> None:
+        if self.config.progress is not None:
+            self.config.progress(message)
+
+    def finish_point(self, counter: TokenCounter, partial: bool) -> None:
+        if self.point is None:
+            return
+        if self.sink:
+            self.done.append(
+                LoadResult(
+                    point=self.point,
+                    metrics=aggregate(self.sink, self.config.slo),
+                    timings=list(self.sink),
+                    slo=self.config.slo,
+                    interrupted=partial,
+                    token_mismatches=_mismatches(self.sink, counter),
+                )
+            )
+        self.point = None
+        self.sink = []
+
+
+def _mismatches(timings: list[RequestTiming], counter: TokenCounter) -> int:
+    """Requests whose output token count differs from the local tokenizer's count."""
+    count = 0
+    for timing in timings:
+        if not timing.ok:
+            continue
+        n = output_tokens(timing)
+        local = counter.content_tokens(timing.text)
+        # re-tokenising decoded text may merge or split a token at the edges
+        if abs(local - n) > max(2, 0.05 * n):
+            count += 1
+    return count
+
+
+async def _poll_server(run: _Run, base_url: str, stop: asyncio.Event) -> None:
+    while run.polling and not stop.is_set():
+        found = await asyncio.to_thread(server_memory_metrics, base_url)
+        if found is None:
+            run.polling = False
+            return
+        for key, value in found.items():
+            run.server[key] = max(run.server.get(key, value), value)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), 1.0)
+
+
+async def _drive(
+    run: _Run,
+    backend: Backend,
+    make_request: Callable[[int], GenerationRequest],
+    counter: TokenCounter,
+) -> None:
+    config = run.config
+    gate = asyncio.Lock() if backend.is_local else None
+    for i in range(config.warmup):
+        run.tell(f"warm-up {i + 1}/{config.warmup}")
+        await send_request(backend, make_request(-1 - i), gate)
+    base_url = None if backend.is_local else backend.describe().base_url
+    offset = 0
+    for point in config.load_points():
+        run.point = point
+        run.sink = _ProgressList(run, point, config.requests)
+        stop = asyncio.Event()
+        poller = (
+            asyncio.create_task(_poll_server(run, base_url, stop))
+            if base_url and run.polling
+            else None
+        )
+
+        def make(index: int, _offset: int = offset) -> GenerationRequest:
+            return make_request(_offset + index)
+
+        try:
+            if point.concurrency is not None:
+                await closed_loop(
+                    backend, make, config.requests, point.concurrency, run.sink, gate
+                )
+            else:
+                assert point.rate is not None
+                await open_loop(
+                    backend, make, config.requests, point.rate, run.sink, gate, config.seed
+                )
+        finally:
+            stop.set()
+            if poller is not None:
+                with contextlib.suppress(Exception):
+                    await poller
+        run.finish_point(counter, partial=False)
+        offset += config.requests
+
+
+class _ProgressList(list[RequestTiming]):
+    """A sink that reports each finished request."""
+
+    def __init__(self, run: _Run, point: LoadPoint, total: int) -> None:
+        super().__init__()
+        self._run = run
+        self._label = f"{point.label}: "
+        self._total = total
+
+    def append(self, timing: RequestTiming) -> None:
+        super().append(timing)
+        state = "ok" if timing.ok else f"error: {timing.error}"
+        self._run.tell(f"{self._label}{len(self)}/{self._total} done ({state})")
+
+
+def run_bench(context: Context, model_spec: str | ModelSpec, config: BenchConfig) -> BenchResult:
+    """Benchmark one model under every load point of ``config``.
+
+    Raises :class:`UsageError` when the prompt cannot fit the context window,
+    and :class:`BenchInterrupted` (carrying the partial result) on Ctrl-C.
+    """
+    spec = context.resolve(model_spec) if isinstance(model_spec, str) else model_spec
+    cls = context.backends.get(spec.backend)
+    sampler = MemorySampler() if cls.is_local else None
+    if sampler is not None:
+        sampler.start()
+    run = _Run(config)
+    backend: Backend | None = None
+    result: BenchResult | None = None
+    try:
+        backend = _open(context, spec)
+        notes: list[str] = []
+        counter = token_counter_for(backend, config.tokenizer)
+        if not counter.exact:
+            notes.append(
+                f"token counts for prompts from {counter.source}: the backend has no tokenizer"
+                "; give --tokenizer GGUF for exact counts"
+            )
+        window = backend.context_length()
+        prompts: list[str] | None = None
+        if config.dataset is not None:
+            prompts = load_dataset_prompts(config.dataset)
+            longest = max(counter.content_tokens(p) for p in prompts)
+            if window is not None and longest >= window:
+                raise UsageError(
+                    f"a prompt in {config.dataset} has {longest} tokens but {spec.name} "
+                    f"runs with a context of {window}",
+                    "shorten the prompts or raise the model's n_ctx",
+                )
+        elif window is not None and config.prompt_tokens + config.max_tokens > window:
+            raise UsageError(
+                f"--prompt-tokens {config.prompt_tokens} plus --max-tokens {config.max_tokens} "
+                f"do not fit the context of {window} tokens of {spec.name}",
+                "lower --prompt-tokens or --max-tokens, or raise the model's n_ctx",
+            )
+        points = config.load_points()
+        if backend.is_local and any(p.rate is not None or (p.concurrency or 1) > 1 for p in points):
+            notes.append(
+                f"{backend.name} runs in this process and serves one request at a time: "
+                "requests beyond the first in flight were queued, and their TTFT and E2E "
+                "include the wait; use an HTTP server backend to measure batching"
+            )
+        if config.ignore_eos:
+            notes.append(
+                "end-of-sequence was ignored where the backend allows it; N is the measured "
+                "output token count either way"
+            )
+        cache: dict[int, str] = {}
+
+        def prompt_for(index: int) -> str:
+            if prompts is not None:
+                return prompts[index % len(prompts)]
+            if index not in cache:
+                cache[index] = synthetic_prompt(
+                    counter, config.prompt_tokens, seed=config.seed * 1_000_003 + index
+                )
+            return cache[index]
+
+        def make_request(index: int) -> GenerationRequest:
+            return GenerationRequest.from_prompt(
+                prompt_for(index),
+                max_tokens=config.max_tokens,
+                temperature=0.0,
+                seed=config.seed,
+                ignore_eos=config.ignore_eos,
+            )
+
+        result = BenchResult(
+            model=spec.name,
+            backend=spec.backend,
+            identity=backend.describe().model_dump(),
+            device="",
+            memory=None,
+            server_metrics=None,
+            estimate=None,
+            notes=notes,
+            prompt_tokens=None if prompts is not None else config.prompt_tokens,
+            max_tokens=config.max_tokens,
+            token_counter=counter.source,
+        )
+        opened = backend
+
+        async def main() -> None:
+            try:
+                await _drive(run, opened, make_request, counter)
+            finally:
+                run.closed = True
+                await opened.aclose()
+
+        try:
+            asyncio.run(main())
+        except KeyboardInterrupt:
+            run.finish_point(counter, partial=True)
+            result.interrupted = True
+            raise
+        finally:
+            result.results = run.done
+            memory = sampler.stop() if sampler is not None else None
+            result.memory = memory
+            result.device = _device(backend, memory)
+            result.server_metrics = run.server or None
+            mismatched = sum(r.token_mismatches for r in run.done)
+            if mismatched:
+                result.notes.append(
+                    f"{mismatched} replies had a backend token count that differs from "
+                    f"{counter.source}'s count of their text by more than 5%"
+                )
+        estimate, why = _estimate(spec, backend, config, result.prompt_tokens)
+        result.estimate = estimate
+        if why:
+            result.notes.append(why)
+        return result
+    except KeyboardInterrupt:
+        raise BenchInterrupted(result) from None
+    finally:
+        if sampler is not None and sampler.running:
+            sampler.stop()
+        if backend is not None and not run.closed:
+            with contextlib.suppress(Exception):
+                asyncio.run(backend.aclose())
+
+
+
+def config_summary(config: BenchConfig) -> dict[str, Any]:
+    """The settings of ``config`` as plain JSON values (stored with the results)."""
+    return {
+        "concurrency": list(config.concurrency),
+        "rates": list(config.rates),
+        "prompt_tokens": config.prompt_tokens,
+        "max_tokens": config.max_tokens,
+        "requests": config.requests,
+        "warmup": config.warmup,
+        "dataset": str(config.dataset) if config.dataset else None,
+        "slo": {
+            "time_to_first_token_s": config.slo.time_to_first_token_s,
+            "time_per_output_token_s": config.slo.time_per_output_token_s,
+            "e2e_latency_s": config.slo.e2e_latency_s,
+        },
+        "tokenizer": str(config.tokenizer) if config.tokenizer else None,
+        "ignore_eos": config.ignore_eos,
+        "seed": config.seed,
+    }

@@ -1,0 +1,142 @@
+"""Typed errors raised by the llmpick library.
+
+Only ``llmpick.cli`` turns these into a one-line message with a hint and a
+non-zero exit code; library code never prints or exits.
+
+The hierarchy::
+
+    LlmpickError
+    ├── ConfigError                 bad llmpick.yaml, bad option, bad argument value
+    │   └── UsageError              a command-line value that cannot be used
+    ├── MissingDependencyError      an optional extra is not installed
+    ├── ModelNotFoundError          unknown model spec, alias or catalog id
+    ├── ModelFileError              missing, unreadable or corrupt weights file
+    ├── BackendError                a backend failed while generating
+    │   ├── EndpointUnreachableError    no server answers at the base URL
+    │   ├── AuthenticationError         the server refused the API key
+    │   ├── RateLimitError              retries on 429 exhausted
+    │   └── ContextLengthError          the prompt does not fit the context window
+    ├── DataError                   dataset missing, unreadable, empty, wrong columns
+    ├── ScorerError                 unknown scorer or bad scorer arguments
+    ├── CatalogError                catalog data invalid or entry missing
+    ├── HardwareError               unknown device
+    ├── QuantizationError           unknown quantization
+    └── StoreError                  the SQLite store cannot be used
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthenticationError",
+    "BackendError",
+    "CatalogError",
+    "ConfigError",
+    "ContextLengthError",
+    "DataError",
+    "EndpointUnreachableError",
+    "HardwareError",
+    "LlmpickError",
+    "MissingDependencyError",
+    "ModelFileError",
+    "ModelNotFoundError",
+    "QuantizationError",
+    "RateLimitError",
+    "ScorerError",
+    "StoreError",
+    "UsageError",
+]
+
+
+class LlmpickError(Exception):
+    """Base of every error llmpick raises on purpose.
+
+    ``message`` says what went wrong; ``hint`` says what the user can do next.
+    """
+
+    default_hint = ""
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint if hint is not None else self.default_hint
+
+    def one_line(self) -> str:
+        """The message and hint joined on one line, as the CLI prints it."""
+        text = " ".join(self.message.split())
+        if self.hint:
+            text += f" (hint: {' '.join(self.hint.split())})"
+        return text
+
+
+class ConfigError(LlmpickError):
+    """A configuration file or option is invalid."""
+
+
+class UsageError(ConfigError):
+    """A command-line value cannot be used."""
+
+
+class MissingDependencyError(LlmpickError):
+    """An optional dependency is missing; the hint names the extra to install."""
+
+    def __init__(self, package: str, extra: str) -> None:
+        super().__init__(
+            f"the optional dependency '{package}' is not installed",
+            f"install it with: pip install 'llmpick[{extra}]'",
+        )
+        self.package = package
+        self.extra = extra
+
+
+class ModelNotFoundError(LlmpickError):
+    """A model spec, alias or catalog id does not resolve."""
+
+    default_hint = "run 'llmpick models' to list what can run here"
+
+
+class ModelFileError(LlmpickError):
+    """A weights file is missing, unreadable or corrupt."""
+
+
+class BackendError(LlmpickError):
+    """A backend failed to generate."""
+
+
+class EndpointUnreachableError(BackendError):
+    """Nothing answers at an OpenAI-compatible base URL."""
+
+
+class AuthenticationError(BackendError):
+    """The server refused the credentials."""
+
+
+class RateLimitError(BackendError):
+    """The server kept answering 429 after all retries."""
+
+
+class ContextLengthError(BackendError):
+    """The prompt (plus requested output) is longer than the context window."""
+
+
+class DataError(LlmpickError):
+    """A dataset is missing, unreadable, empty, or lacks needed columns."""
+
+
+class ScorerError(LlmpickError):
+    """A scorer is unknown or got bad arguments."""
+
+
+class CatalogError(LlmpickError):
+    """The model catalog is invalid or lacks an entry."""
+
+
+class HardwareError(LlmpickError):
+    """A device name is unknown."""
+
+
+class QuantizationError(LlmpickError):
+    """A quantization name is unknown."""
+
+
+class StoreError(LlmpickError):
+    """The SQLite store cannot be opened or migrated."""

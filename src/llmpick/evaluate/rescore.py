@@ -1,0 +1,129 @@
+"""Recompute a run's scores from what the store holds (``llmpick rescore``).
+
+No model runs again: the rows and outputs come from the store. The scorers are
+the run's own (their names and arguments were stored) or new ones; judge
+generations are cached, so rescoring with the same judge costs nothing new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from llmpick.backends.base import Backend, Message
+from llmpick.errors import ScorerError
+from llmpick.evaluate.dataset import Dataset, Row
+from llmpick.evaluate.results import EvalResult, summarize
+from llmpick.evaluate.scorers.base import ScorerSpec
+from llmpick.evaluate.scoring import PAIRWISE, CachedJudge, build_scorers, parse_scorers
+from llmpick.evaluate.scoring_pass import ScoringPass, pairwise_summary
+from llmpick.store import DEFAULT_DB, Store, open_store
+
+__all__ = ["dataset_of_run", "rescore_run"]
+
+
+def dataset_of_run(store: Store, run_id: str) -> Dataset:
+    """Rebuild the run's rows, as stored, as a :class:`Dataset`."""
+    run = store.get_run(run_id)
+    rows = [
+        Row(
+            id=r.row_id,
+            index=r.row_index,
+            data=r.data,
+            messages=[Message.model_validate(m) for m in r.messages],
+            expected=r.expected,
+            category=r.category,
+        )
+        for r in store.get_rows(run.id)
+    ]
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row.data if k not in columns)
+    return Dataset(name=run.dataset, source=run.dataset, columns=columns, rows=rows)
+
+
+def rescore_run(
+    context: Any,
+    run_id: str,
+    scorers: list[str | ScorerSpec] | None = None,
+    judge: str | None = None,
+    db_path: Path | str = DEFAULT_DB,
+    score_workers: int = 2,
+    on_warning: Callable[[str], None] | None = None,
+) -> EvalResult:
+    """Recompute every score of ``run_id`` (with new ``scorers`` if given) and summarize.
+
+    The run's stored scorer list is replaced by the new one.
+    """
+    return asyncio.run(
+        _rescore(context, run_id, scorers, judge, db_path, score_workers, on_warning)
+    )
+
+
+async def _rescore(
+    context: Any,
+    run_id: str,
+    scorers: list[str | ScorerSpec] | None,
+    judge_name: str | None,
+    db_path: Path | str,
+    score_workers: int,
+    on_warning: Callable[[str], None] | None,
+) -> EvalResult:
+    from llmpick.evaluate.runner import first_error
+
+    warnings: list[str] = []
+
+    def warn(text: str) -> None:
+        warnings.append(text)
+        if on_warning is not None:
+            on_warning(text)
+
+    store = open_store(db_path)
+    backend: Backend | None = None
+    try:
+        run = store.get_run(run_id)
+        specs = (
+            parse_scorers(list(scorers))  # type: ignore[arg-type]
+            if scorers
+            else [ScorerSpec.model_validate(s) for s in run.scorers]
+        )
+        judge_name = judge_name or run.judge
+        judge = None
+        if judge_name:
+            if judge_name in [m["name"] for m in run.models]:
+                warn(f"the judge {judge_name} is also evaluated: it grades its own outputs")
+            backend = context.open_backend(judge_name)
+            lock = asyncio.Lock()
+            judge = CachedJudge(backend, store, lambda: lock)
+        if any(s.name == PAIRWISE for s in specs) and judge is None:
+            raise ScorerError("the pairwise scorer needs a judge", "add --judge MODEL")
+        built = build_scorers(context, specs, judge)
+        dataset = dataset_of_run(store, run.id)
+        store.delete_scores(run.id)
+        store.set_run_scorers(run.id, [s.model_dump(mode="json") for s in specs], judge_name)
+        pairwise = None
+        try:
+            async with asyncio.TaskGroup() as group:
+                scoring = ScoringPass(
+                    store, run.id, dataset, built, score_workers, group, reuse=False, warn=warn
+                )
+                scoring.schedule_existing()
+        except BaseExceptionGroup as group_error:
+            raise first_error(group_error) from None
+        if judge is not None and any(s.name == PAIRWISE for s in specs):
+            pairwise = await pairwise_summary(store, run.id, dataset, judge)
+        stored = run.summary or {}
+        result = summarize(
+            store, run.id, cells_cached=stored.get("cells_cached", 0), warnings=warnings
+        )
+        result.pairwise = pairwise
+        store.set_run_summary(run.id, result.model_dump(mode="json"))
+        return result
+    finally:
+        if backend is not None:
+            with contextlib.suppress(Exception):
+                await backend.aclose()
+        store.close()

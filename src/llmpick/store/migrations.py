@@ -1,0 +1,205 @@
+"""Schema of the SQLite store, as small ordered migration functions.
+
+``MIGRATIONS[i]`` takes the schema from version ``i`` to ``i + 1``; the version
+lives in ``PRAGMA user_version``. Never edit a released migration: append a
+new one. ``tests/test_store.py`` asserts the schema they produce.
+
+Tables:
+
+- ``runs``: one evaluation run (dataset, models, scorers, sampling settings).
+- ``run_rows``: the dataset rows of a run, as rendered, so a run can be
+  rescored without the original file.
+- ``generations``: the cache. One successful generation per cache key
+  (backend identity + rendered messages + sampling params + repeat index);
+  judge generations live here too.
+- ``cells``: one (run, model, row, repeat); points at its generation, or
+  carries the error that kept it from having one.
+- ``scores``: one score per cell and scorer (name + arguments).
+- ``bench_runs``, ``bench_points``, ``bench_requests``: ``llmpick bench`` results,
+  down to each request's chunk timestamps (written by ``llmpick.bench.store``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "migrate"]
+
+
+def _m001_runs_and_generations(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE runs (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            finished_at TEXT,
+            status TEXT NOT NULL DEFAULT 'running',
+            fingerprint TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            dataset_sha256 TEXT NOT NULL,
+            models TEXT NOT NULL,
+            scorers TEXT NOT NULL,
+            params TEXT NOT NULL,
+            repeats INTEGER NOT NULL,
+            judge TEXT,
+            summary TEXT
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE generations (
+            cache_key TEXT PRIMARY KEY,
+            identity_key TEXT NOT NULL,
+            identity TEXT NOT NULL,
+            messages TEXT NOT NULL,
+            params TEXT NOT NULL,
+            repeat INTEGER NOT NULL,
+            output TEXT NOT NULL,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            time_to_first_token_s REAL,
+            latency_s REAL NOT NULL,
+            finish_reason TEXT,
+            created_at TEXT NOT NULL
+        )
+        """
+    )
+
+
+def _m002_rows_cells_scores(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE run_rows (
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            row_id TEXT NOT NULL,
+            row_index INTEGER NOT NULL,
+            category TEXT,
+            expected TEXT,
+            messages TEXT NOT NULL,
+            data TEXT NOT NULL,
+            PRIMARY KEY (run_id, row_id)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE cells (
+            id INTEGER PRIMARY KEY,
+            run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+            model TEXT NOT NULL,
+            row_id TEXT NOT NULL,
+            repeat INTEGER NOT NULL,
+            cache_key TEXT NOT NULL,
+            row_sha256 TEXT NOT NULL,
+            generation_key TEXT REFERENCES generations(cache_key),
+            cached INTEGER NOT NULL DEFAULT 0,
+            cost_usd REAL,
+            error TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (run_id, model, row_id, repeat)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE scores (
+            cell_id INTEGER NOT NULL REFERENCES cells(id) ON DELETE CASCADE,
+            scorer_key TEXT NOT NULL,
+            scorer TEXT NOT NULL,
+            value REAL,
+            label TEXT,
+            explanation TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (cell_id, scorer_key)
+        )
+        """
+    )
+
+
+def _m003_indexes(db: sqlite3.Connection) -> None:
+    db.execute("CREATE INDEX cells_by_cache_key ON cells (cache_key, row_sha256)")
+    db.execute("CREATE INDEX runs_by_fingerprint ON runs (fingerprint, status)")
+
+
+def _m004_bench(db: sqlite3.Connection) -> None:
+    # bench tables (owned by llmpick.bench, see bench/store.py): one row per model
+    # benchmarked, per load point, and per request with its raw timestamps, so every
+    # metric can be recomputed from what was measured
+    db.execute(
+        """
+        CREATE TABLE bench_runs (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            model TEXT NOT NULL,
+            backend TEXT NOT NULL,
+            identity TEXT NOT NULL,
+            device TEXT NOT NULL,
+            config TEXT NOT NULL,
+            peak_memory_bytes INTEGER,
+            estimate TEXT,
+            interrupted INTEGER NOT NULL DEFAULT 0,
+            result TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE bench_points (
+            run_id TEXT NOT NULL REFERENCES bench_runs(id) ON DELETE CASCADE,
+            point_index INTEGER NOT NULL,
+            concurrency INTEGER,
+            rate REAL,
+            metrics TEXT NOT NULL,
+            PRIMARY KEY (run_id, point_index)
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE bench_requests (
+            run_id TEXT NOT NULL REFERENCES bench_runs(id) ON DELETE CASCADE,
+            point_index INTEGER NOT NULL,
+            request_index INTEGER NOT NULL,
+            start_s REAL NOT NULL,
+            end_s REAL NOT NULL,
+            chunk_times_s TEXT NOT NULL,
+            chunk_tokens TEXT NOT NULL,
+            completion_tokens INTEGER,
+            prompt_tokens INTEGER,
+            error TEXT,
+            PRIMARY KEY (run_id, point_index, request_index)
+        )
+        """
+    )
+
+
+Migration = Callable[[sqlite3.Connection], None]
+
+MIGRATIONS: list[Migration] = [
+    _m001_runs_and_generations,
+    _m002_rows_cells_scores,
+    _m003_indexes,
+    _m004_bench,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Apply every migration newer than the file's ``user_version``; return the new version.
+
+    Each migration runs in its own transaction together with the version bump,
+    so an interrupted upgrade leaves the file at a consistent version.
+    """
+    current = int(db.execute("PRAGMA user_version").fetchone()[0])
+    for version in range(current, SCHEMA_VERSION):
+        with db:
+            db.execute("BEGIN IMMEDIATE")
+            # re-read inside the lock: another process may have migrated meanwhile
+            if int(db.execute("PRAGMA user_version").fetchone()[0]) > version:
+                continue
+            MIGRATIONS[version](db)
+            db.execute(f"PRAGMA user_version = {version + 1}")
+    return int(db.execute("PRAGMA user_version").fetchone()[0])

@@ -1,0 +1,90 @@
+"""Shared fixtures: bundled models loaded once, a loopback llama.cpp server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from llmpick.backends.bundled import BUNDLED_MODELS
+from llmpick.config import default_cache_dir
+from llmpick.context import Context
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def smollm2_path() -> Path:
+    return BUNDLED_MODELS["smollm2-135m-instruct"].locate(default_cache_dir())
+
+
+@pytest.fixture(scope="session")
+def gemma_path() -> Path:
+    return BUNDLED_MODELS["gemma-3-270m"].locate(default_cache_dir())
+
+
+@pytest.fixture()
+def context(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Context:
+    """A fresh context in an empty working directory (no llmpick.yaml)."""
+    monkeypatch.chdir(tmp_path)
+    return Context()
+
+
+@pytest.fixture(scope="session")
+def smollm2_backend(smollm2_path: Path):  # type: ignore[no-untyped-def]
+    backend = Context().open_backend("smollm2-135m-instruct")
+    yield backend
+    asyncio.run(backend.aclose())
+
+
+def start_llama_server(model: Path, *extra: str, n_ctx: int = 2048) -> tuple[subprocess.Popen[bytes], str]:
+    """Start llama-cpp-python's OpenAI-compatible server on loopback."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable, "-m", "llama_cpp.server",
+            "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
+            "--n_ctx", str(n_ctx), "--n_threads", "2", *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError("llama_cpp.server exited early")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise RuntimeError("llama_cpp.server did not start")
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+@pytest.fixture(scope="session")
+def llama_server(smollm2_path: Path) -> Iterator[str]:
+    """Base URL of a llama.cpp server (SmolLM2) on 127.0.0.1 with API key 'sekret'."""
+    proc, url = start_llama_server(smollm2_path, "--api_key", "sekret")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
