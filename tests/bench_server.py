@@ -49,15 +49,30 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(f"data: {json.dumps(data)}\n\n".encode())
             self.wfile.flush()
 
-        base = {"id": f"c{index}", "object": "chat.completion.chunk", "created": 0,
-                "model": body.get("model", "fake")}
+        base = {
+            "id": f"c{index}",
+            "object": "chat.completion.chunk",
+            "created": 0,
+            "model": body.get("model", "fake"),
+        }
         for i in range(n):
             time.sleep(self.server.delay_s)
-            event({**base, "choices": [{"index": 0, "delta": {"content": f" w{i}"},
-                                        "finish_reason": None}]})
+            event(
+                {
+                    **base,
+                    "choices": [
+                        {"index": 0, "delta": {"content": f" w{i}"}, "finish_reason": None}
+                    ],
+                }
+            )
         event({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "length"}]})
-        event({**base, "choices": [], "usage": {"prompt_tokens": 7, "completion_tokens": n,
-                                                "total_tokens": 7 + n}})
+        event(
+            {
+                **base,
+                "choices": [],
+                "usage": {"prompt_tokens": 7, "completion_tokens": n, "total_tokens": 7 + n},
+            }
+        )
         self.wfile.write(b"data: [DONE]\n\n")
         self.wfile.flush()
 

@@ -50,14 +50,27 @@ def smollm2_backend(smollm2_path: Path):  # type: ignore[no-untyped-def]
     asyncio.run(backend.aclose())
 
 
-def start_llama_server(model: Path, *extra: str, n_ctx: int = 2048) -> tuple[subprocess.Popen[bytes], str]:
+def start_llama_server(
+    model: Path, *extra: str, n_ctx: int = 2048
+) -> tuple[subprocess.Popen[bytes], str]:
     """Start llama-cpp-python's OpenAI-compatible server on loopback."""
     port = free_port()
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "llama_cpp.server",
-            "--model", str(model), "--host", "127.0.0.1", "--port", str(port),
-            "--n_ctx", str(n_ctx), "--n_threads", "2", *extra,
+            sys.executable,
+            "-m",
+            "llama_cpp.server",
+            "--model",
+            str(model),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--n_ctx",
+            str(n_ctx),
+            "--n_threads",
+            "2",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -22,9 +22,23 @@ PARIS = "What is the capital of France? Answer in one word."
 
 def test_run_cli_answers_paris_offline(tmp_path: Path) -> None:
     out = subprocess.run(
-        [sys.executable, "-m", "llmpick", "run", "-m", "smollm2-135m-instruct", PARIS,
-         "--temperature", "0", "--format", "json"],
-        capture_output=True, text=True, cwd=tmp_path, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "llmpick",
+            "run",
+            "-m",
+            "smollm2-135m-instruct",
+            PARIS,
+            "--temperature",
+            "0",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        timeout=300,
         env={**__import__("os").environ, "HF_HUB_OFFLINE": "1"},
     )
     assert out.returncode == 0, out.stderr

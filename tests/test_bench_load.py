@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -12,9 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from bench_server import FakeServer
 from typer.testing import CliRunner
 
+from bench_server import FakeServer
 from llmpick.bench import BenchConfig, LoadPoint, Slo, run_bench
 from llmpick.bench.load import poisson_arrivals
 from llmpick.bench.store import list_bench_runs
@@ -88,7 +89,7 @@ def test_poisson_arrivals_are_seeded_and_start_at_zero() -> None:
     a = poisson_arrivals(2.0, 200, seed=1)
     assert a == poisson_arrivals(2.0, 200, seed=1)
     assert a[0] == 0.0
-    assert all(x <= y for x, y in zip(a, a[1:], strict=False))
+    assert all(x <= y for x, y in itertools.pairwise(a))
     assert 0.3 < (a[-1] / 199) < 0.8  # mean gap 1/rate = 0.5 s
 
 
@@ -110,8 +111,16 @@ def test_slo_parsing() -> None:
 
 def test_cli_rejects_bad_concurrency_with_exit_2(tmp_path: Path) -> None:
     result = subprocess.run(
-        [*LLMPICK, "bench", "-m", "smollm2-135m-instruct",
-         "--concurrency", "0", "--db", str(tmp_path / "db.sqlite")],
+        [
+            *LLMPICK,
+            "bench",
+            "-m",
+            "smollm2-135m-instruct",
+            "--concurrency",
+            "0",
+            "--db",
+            str(tmp_path / "db.sqlite"),
+        ],
         capture_output=True,
         text=True,
         timeout=120,
@@ -127,17 +136,40 @@ def test_cli_json_and_store(server: FakeServer, tmp_path: Path) -> None:
     runner = CliRunner()
     out = runner.invoke(
         app,
-        ["bench", "-m", f"openai:fake@{server.base_url}", "--concurrency", "1,2",
-         "--requests", "4", "--max-tokens", "8", "--prompt-tokens", "8", "--warmup", "0",
-         "--format", "json", "--db", str(db), "--quiet", "--plot", str(tmp_path / "plots")],
+        [
+            "bench",
+            "-m",
+            f"openai:fake@{server.base_url}",
+            "--concurrency",
+            "1,2",
+            "--requests",
+            "4",
+            "--max-tokens",
+            "8",
+            "--prompt-tokens",
+            "8",
+            "--warmup",
+            "0",
+            "--format",
+            "json",
+            "--db",
+            str(db),
+            "--quiet",
+            "--plot",
+            str(tmp_path / "plots"),
+        ],
     )
     assert out.exit_code == 0, out.output
     document = json.loads(out.stdout)
     assert [r["concurrency"] for r in document["results"]] == [1, 2]
     for entry in document["results"]:
         assert entry["errors"] == 2 and entry["completed"] == 2
-        for key in ("time_to_first_token_s", "time_per_output_token_s",
-                    "inter_token_latency_s", "e2e_latency_s"):
+        for key in (
+            "time_to_first_token_s",
+            "time_per_output_token_s",
+            "inter_token_latency_s",
+            "e2e_latency_s",
+        ):
             assert set(entry[key]) == {"p50", "p90", "p99", "mean"}
     with open_store(db) as store:
         (stored,) = list_bench_runs(store)
@@ -160,10 +192,24 @@ def test_ctrl_c_keeps_partial_results(tmp_path: Path) -> None:
         assert server.stdout is not None
         port = int(server.stdout.readline())
         bench = subprocess.Popen(
-            [*LLMPICK, "bench", "-m",
-             f"openai:fake@http://127.0.0.1:{port}/v1", "--requests", "50", "--max-tokens",
-             "4", "--prompt-tokens", "8", "--warmup", "0", "--format", "json",
-             "--db", str(tmp_path / "db.sqlite")],
+            [
+                *LLMPICK,
+                "bench",
+                "-m",
+                f"openai:fake@http://127.0.0.1:{port}/v1",
+                "--requests",
+                "50",
+                "--max-tokens",
+                "4",
+                "--prompt-tokens",
+                "8",
+                "--warmup",
+                "0",
+                "--format",
+                "json",
+                "--db",
+                str(tmp_path / "db.sqlite"),
+            ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -182,6 +228,8 @@ def test_ctrl_c_keeps_partial_results(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=10)
+        if server.stdout is not None:
+            server.stdout.close()
     assert bench.returncode == 130, "".join(seen) + stderr
     document = json.loads(stdout)
     (point,) = document["results"]

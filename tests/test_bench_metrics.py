@@ -67,9 +67,7 @@ def test_one_token_reply_has_no_tpot() -> None:
 
 
 def test_first_chunk_tokens_belong_to_ttft() -> None:
-    timing = RequestTiming(
-        start_s=0.0, end_s=0.6, chunk_times_s=(0.4, 0.6), chunk_tokens=(3, 2)
-    )
+    timing = RequestTiming(start_s=0.0, end_s=0.6, chunk_times_s=(0.4, 0.6), chunk_tokens=(3, 2))
     assert output_tokens(timing) == 5  # no usage: sum of chunk counts
     assert time_to_first_token_s(timing) == approx(0.4)
     assert inter_token_latencies_s(timing) == approx([0.1, 0.1])

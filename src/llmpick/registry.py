@@ -61,9 +61,7 @@ class Registry(Generic[T]):
         ep = self._pending.get(name)
         if ep is None:
             known = ", ".join(self.names()) or "none"
-            raise self._make_error(
-                f"unknown {self.kind} '{name}'", f"known {self.kind}s: {known}"
-            )
+            raise self._make_error(f"unknown {self.kind} '{name}'", f"known {self.kind}s: {known}")
         try:
             item: T = ep.load()
         except ImportError as exc:

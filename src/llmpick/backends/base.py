@@ -164,8 +164,10 @@ class BackendOptions(BaseModel):
 
 
 class Backend(ABC):
-    """A way to run a model. Subclasses set the class attributes and implement
-    :meth:`generate` and :meth:`describe`.
+    """A way to run a model.
+
+    Subclasses set the class attributes and implement :meth:`generate` and
+    :meth:`describe`.
     """
 
     name: ClassVar[str]

@@ -213,7 +213,7 @@ class HFBackend(Backend):
         queue: asyncio.Queue[Any] = asyncio.Queue()
         cancel = threading.Event()
 
-        class _Stream(BaseStreamer):  # type: ignore[misc]
+        class _Stream(BaseStreamer):
             def __init__(self) -> None:
                 self.prompt_seen = False
 
@@ -227,7 +227,7 @@ class HFBackend(Backend):
             def end(self) -> None:
                 pass
 
-        class _Cancel(StoppingCriteria):  # type: ignore[misc]
+        class _Cancel(StoppingCriteria):
             def __call__(self, *_args: Any, **_kw: Any) -> bool:
                 return cancel.is_set()
 

@@ -58,7 +58,7 @@ def _install_log_capture() -> list[str]:
     if "callback" not in _log_state:
         lines: list[str] = []
 
-        @llama_cpp.llama_log_callback  # type: ignore[untyped-decorator,misc]
+        @llama_cpp.llama_log_callback
         def _capture(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
             lines.append(text.decode("utf-8", errors="replace"))
             if _log_state.get("echo"):
@@ -139,9 +139,7 @@ def _resolve_path(model: str, options: LlamaCppOptions) -> Path:
         except ImportError as exc:  # pragma: no cover - a core dependency
             raise ModelFileError("huggingface_hub is not installed") from exc
         try:
-            return Path(
-                hf_hub_download(options.hf_repo, model, revision=options.hf_revision)
-            )
+            return Path(hf_hub_download(options.hf_repo, model, revision=options.hf_revision))
         except Exception as exc:
             offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
             why = (
@@ -245,17 +243,17 @@ class LlamaCppBackend(Backend):
         )
 
     def render_prompt(self, request: GenerationRequest) -> tuple[str, list[str], bool]:
-        """The prompt text after the chat template, extra stops, and whether
-        the template already added the BOS token.
+        """Render the chat template.
+
+        Returns the prompt text, the template's stop strings, and whether the
+        template already added the BOS token.
         """
         messages = [m.model_dump() for m in request.messages]
         if self._formatter is None:
             # A base model without a template: plain transcript, then continue.
             parts = [m["content"] for m in messages if m["role"] == "system"]
             for m in messages:
-                if m["role"] == "user":
-                    parts.append(m["content"])
-                elif m["role"] == "assistant":
+                if m["role"] == "user" or m["role"] == "assistant":
                     parts.append(m["content"])
             return "\n\n".join(parts) + "\n", [], False
         result = self._formatter(messages=messages)
@@ -289,16 +287,16 @@ class LlamaCppBackend(Backend):
             )
         return self._identity
 
-    def _generate_sync(self, request: GenerationRequest, cancel: threading.Event) -> Iterator[Chunk]:
+    def _generate_sync(
+        self, request: GenerationRequest, cancel: threading.Event
+    ) -> Iterator[Chunk]:
         import llama_cpp
 
         params = request.params
         # The template's stop is the EOS token's text: already handled at token
         # level (special tokens are never detokenized into the output).
         prompt, _template_stops, added_special = self.render_prompt(request)
-        tokens = self.llm.tokenize(
-            prompt.encode("utf-8"), add_bos=not added_special, special=True
-        )
+        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True)
         n_ctx = self.context_length() or 0
         if len(tokens) >= n_ctx:
             raise ContextLengthError(

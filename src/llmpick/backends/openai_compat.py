@@ -78,15 +78,26 @@ class OpenAIBackend(Backend):
                 )
         else:
             key = "no-key"
-        import httpx
+        self._api_key = key
+        self._client: Any = None
+        self._client_loop: Any = None
+
+    def _get_client(self) -> Any:
+        """The HTTP client of the running event loop (connections are per loop)."""
+        import asyncio
+
         import openai
 
-        self.client = openai.AsyncOpenAI(
-            base_url=opts.base_url,
-            api_key=key,
-            timeout=httpx.Timeout(opts.timeout_s, connect=opts.connect_timeout_s),
-            max_retries=opts.max_retries,
-        )
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._client_loop is not loop:
+            self._client = openai.AsyncOpenAI(
+                base_url=self.opts.base_url,
+                api_key=self._api_key,
+                timeout=openai.Timeout(self.opts.timeout_s, connect=self.opts.connect_timeout_s),
+                max_retries=self.opts.max_retries,
+            )
+            self._client_loop = loop
+        return self._client
 
     def describe(self) -> ModelIdentity:
         """Backend, served model name and base URL."""
@@ -99,6 +110,12 @@ class OpenAIBackend(Backend):
         if isinstance(exc, openai.APITimeoutError):
             return EndpointUnreachableError(
                 f"request to {where} timed out", "raise timeout_s or check the server's load"
+            )
+        if isinstance(exc, openai.APIConnectionError) and "disconnected" in repr(exc.__cause__):
+            return BackendError(
+                f"{where}: the server closed the connection without answering",
+                "llama-cpp-python's server does this when the prompt exceeds its context "
+                "window; check the prompt length and the server's log",
             )
         if isinstance(exc, openai.APIConnectionError):
             return EndpointUnreachableError(
@@ -159,7 +176,7 @@ class OpenAIBackend(Backend):
         finish: str | None = None
         n_chunks = 0
         try:
-            stream = await self.client.chat.completions.create(**kwargs)
+            stream = await self._get_client().chat.completions.create(**kwargs)
             async for event in stream:
                 now = time.perf_counter()
                 if event.usage is not None:
@@ -177,10 +194,44 @@ class OpenAIBackend(Backend):
                         yield Chunk(text=text, time_s=now, tokens=1)
         except openai.OpenAIError as exc:
             raise self._translate(exc) from exc
+        if finish is None and n_chunks == 0:
+            # Some servers (llama-cpp-python's) report errors raised after the
+            # stream opened by closing it empty; ask once more without
+            # streaming to learn the real error.
+            async for chunk in self._generate_unstreamed(kwargs):
+                yield chunk
+            return
         if usage is None:
             usage = Usage(completion_tokens=n_chunks, source="chunks")
         yield Chunk(time_s=time.perf_counter(), final=True, usage=usage, finish_reason=finish)
 
+    async def _generate_unstreamed(self, kwargs: dict[str, Any]) -> AsyncIterator[Chunk]:
+        import openai
+
+        kwargs = {k: v for k, v in kwargs.items() if k not in ("stream", "stream_options")}
+        try:
+            response = await self._get_client().chat.completions.create(**kwargs)
+        except openai.OpenAIError as exc:
+            raise self._translate(exc) from exc
+        now = time.perf_counter()
+        choice = response.choices[0] if response.choices else None
+        text = (choice.message.content or "") if choice else ""
+        if choice is None or choice.finish_reason is None:
+            raise BackendError(
+                f"{self.model} at {self.opts.base_url} returned an empty response",
+                "check the server's log",
+            )
+        n = response.usage.completion_tokens if response.usage else 0
+        yield Chunk(text=text, time_s=now, tokens=n)
+        usage = Usage(
+            prompt_tokens=response.usage.prompt_tokens if response.usage else None,
+            completion_tokens=n,
+            source="backend" if response.usage else "none",
+        )
+        yield Chunk(time_s=now, final=True, usage=usage, finish_reason=choice.finish_reason)
+
     async def aclose(self) -> None:
-        """Close the HTTP client."""
-        await self.client.close()
+        """Close the HTTP client (call it on the loop that used it)."""
+        if self._client is not None:
+            await self._client.close()
+            self._client = None

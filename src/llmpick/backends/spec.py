@@ -97,9 +97,9 @@ def resolve_spec(
     names = list(config.models) + list(BUNDLED_MODELS)
     close = difflib.get_close_matches(spec, names, n=3, cutoff=0.5)
     hint = (
-        f"did you mean {', '.join(close)}? " if close else ""
-    ) + "use a bundled alias, a name from llmpick.yaml, or BACKEND:MODEL with backend one of " + (
-        ", ".join(backend_names)
+        (f"did you mean {', '.join(close)}? " if close else "")
+        + "use a bundled alias, a name from llmpick.yaml, or BACKEND:MODEL with backend one of "
+        + (", ".join(backend_names))
     )
     if sep and backend not in backend_names:
         raise ModelNotFoundError(f"unknown backend '{backend}' in model spec '{spec}'", hint)

@@ -30,7 +30,14 @@ from llmpick.backends.base import Backend, GenerationRequest
 from llmpick.bench.metrics import RequestTiming
 from llmpick.errors import LlmpickError, UsageError
 
-__all__ = ["LoadPoint", "closed_loop", "open_loop", "poisson_arrivals", "send_request"]
+__all__ = [
+    "LoadPoint",
+    "RequestFactory",
+    "closed_loop",
+    "open_loop",
+    "poisson_arrivals",
+    "send_request",
+]
 
 
 @dataclass(frozen=True)
@@ -63,12 +70,16 @@ class LoadPoint:
 
 
 async def send_request(
-    backend: Backend, request: GenerationRequest, gate: asyncio.Lock | None = None
+    backend: Backend,
+    request: GenerationRequest,
+    gate: asyncio.Lock | None = None,
+    prompt_tokens: int | None = None,
 ) -> RequestTiming:
     """Send one request and time it; a failure becomes a timing with ``error`` set.
 
     ``gate`` serialises requests to a backend that serves one at a time; the
-    send time is taken before waiting on it.
+    send time is taken before waiting on it. ``prompt_tokens`` is used when
+    the backend reports no prompt count.
     """
     start = time.perf_counter()
     times: list[float] = []
@@ -102,13 +113,14 @@ async def send_request(
         chunk_times_s=tuple(times),
         chunk_tokens=tuple(counts),
         completion_tokens=completion,
-        prompt_tokens=prompt,
+        prompt_tokens=prompt if prompt is not None else prompt_tokens,
         error=error,
         text="".join(parts),
     )
 
 
-RequestFactory = Callable[[int], GenerationRequest]
+#: index -> (request, prompt tokens known locally or None)
+RequestFactory = Callable[[int], tuple[GenerationRequest, int | None]]
 
 
 async def closed_loop(
@@ -129,7 +141,8 @@ async def closed_loop(
     async def worker() -> None:
         while queue:
             index = queue.pop()
-            timing = await send_request(backend, make_request(index), gate)
+            request, prompt_tokens = make_request(index)
+            timing = await send_request(backend, request, gate, prompt_tokens)
             sink.append(timing)
             mine.append(timing)
 
@@ -169,7 +182,8 @@ async def open_loop(
         delay = origin + offset - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        timing = await send_request(backend, make_request(index), gate)
+        request, prompt_tokens = make_request(index)
+        timing = await send_request(backend, request, gate, prompt_tokens)
         sink.append(timing)
         mine.append(timing)
 

@@ -56,7 +56,7 @@ class MemoryReport:
 
 
 class _Nvml:
-    """This process's GPU memory through NVML, if NVML and a GPU are there."""
+    """Read the GPU memory of this process through NVML, if NVML and a GPU are there."""
 
     def __init__(self) -> None:
         self.handles: list[Any] = []
@@ -137,7 +137,7 @@ class MemorySampler:
         return self.report()
 
     def report(self) -> MemoryReport:
-        """What was seen so far."""
+        """Report what was seen so far."""
         return MemoryReport(
             baseline_rss_bytes=self.baseline_rss_bytes,
             peak_rss_bytes=self.peak_rss_bytes,
@@ -155,7 +155,7 @@ def _metrics_url(base_url: str) -> str:
 
 
 def parse_prometheus(text: str) -> dict[str, float]:
-    """The known memory figures in a Prometheus text page (summed over labels)."""
+    """Pick the known memory figures out of a Prometheus text page (summed over labels)."""
     found: dict[str, float] = {}
     for line in text.splitlines():
         if not line or line.startswith("#"):
@@ -171,7 +171,7 @@ def parse_prometheus(text: str) -> dict[str, float]:
 
 
 def server_memory_metrics(base_url: str, timeout_s: float = 2.0) -> dict[str, float] | None:
-    """Memory figures from the server's ``/metrics`` page; None when it has none."""
+    """Read memory figures from the server's ``/metrics`` page; None when it has none."""
     try:
         response = httpx.get(_metrics_url(base_url), timeout=timeout_s)
     except httpx.HTTPError:

@@ -116,7 +116,7 @@ class RequestTiming:
 
     @property
     def ok(self) -> bool:
-        """True when the request finished without an error."""
+        """Return True when the request finished without an error."""
         return self.error is None
 
 
@@ -190,7 +190,7 @@ class Slo:
     e2e_latency_s: float | None = None
 
     def is_empty(self) -> bool:
-        """True when no bound is set."""
+        """Return True when no bound is set."""
         return (
             self.time_to_first_token_s is None
             and self.time_per_output_token_s is None
@@ -199,7 +199,7 @@ class Slo:
 
 
 def meets_slo(timing: RequestTiming, slo: Slo) -> bool:
-    """True when the request succeeded and every bound in ``slo`` holds."""
+    """Return True when the request succeeded and every bound in ``slo`` holds."""
     if not timing.ok:
         return False
     if slo.time_to_first_token_s is not None:
@@ -228,7 +228,7 @@ class Summary:
     count: int = 0
 
     def as_dict(self) -> dict[str, float | None]:
-        """The four statistics, as they appear in the JSON output."""
+        """Return the four statistics, as they appear in the JSON output."""
         return {"p50": self.p50, "p90": self.p90, "p99": self.p99, "mean": self.mean}
 
 
@@ -271,9 +271,7 @@ def aggregate(timings: Sequence[RequestTiming], slo: Slo | None = None) -> LoadM
     slo = slo or Slo()
     ok = [t for t in timings if t.ok]
     failed = [t for t in timings if not t.ok]
-    window = (
-        max(t.end_s for t in timings) - min(t.start_s for t in timings) if timings else 0.0
-    )
+    window = max(t.end_s for t in timings) - min(t.start_s for t in timings) if timings else 0.0
     total_tokens = sum(output_tokens(t) for t in ok)
     good = sum(1 for t in ok if meets_slo(t, slo))
     itl: list[float] = []
@@ -288,9 +286,7 @@ def aggregate(timings: Sequence[RequestTiming], slo: Slo | None = None) -> LoadM
         time_per_output_token_s=summarize(time_per_output_token_s(t) for t in ok),
         inter_token_latency_s=summarize(itl),
         e2e_latency_s=summarize(e2e_latency_s(t) for t in ok),
-        request_output_tokens_per_second=summarize(
-            request_output_tokens_per_second(t) for t in ok
-        ),
+        request_output_tokens_per_second=summarize(request_output_tokens_per_second(t) for t in ok),
         prefill_tokens_per_second=summarize(prefill_tokens_per_second(t) for t in ok),
         output_tokens_per_second=rate(total_tokens),
         requests_per_second=rate(len(ok)),

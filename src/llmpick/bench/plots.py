@@ -40,7 +40,7 @@ def write_plots(results: list[BenchResult], directory: Path) -> list[Path]:
         for point in result.results:
             ok = [t for t in point.timings if t.ok]
             name = f"{result.model} {point.point.label}"
-            series = (
+            series: tuple[list[float | None], ...] = (
                 [time_to_first_token_s(t) for t in ok],
                 [time_per_output_token_s(t) for t in ok],
                 [e2e_latency_s(t) for t in ok],

@@ -28,18 +28,20 @@ __all__ = ["TokenCounter", "load_dataset_prompts", "synthetic_prompt", "token_co
 
 # Short, frequent words: nearly all are one token in BPE vocabularies, which
 # lets the search land on an exact count.
-_WORDS = (
+_WORD_TEXT = (
     "the of and to in is that it was for on are with as his they be at one have this from "
-    "or had by word but what some we can out other were all there when up use your how said "
-    "an each she which do their time if will way about many then them write would like so "
-    "these her long make thing see him two has look more day could go come did number sound "
-    "no most people my over know water than call first who may down side been now find any "
-    "new work part take get place made live where after back little only round man year came "
-    "show every good me give our under name very through just form sentence great think say "
-    "help low line differ turn cause much mean before move right boy old too same tell does "
-    "set three want air well also play small end put home read hand port large spell add even "
-    "land here must big high such follow act why ask men change went light kind off need house"
-).split()
+    "or had by word but what some we can out other were all there when up use your how "
+    "said an each she which do their time if will way about many then them write would "
+    "like so these her long make thing see him two has look more day could go come did "
+    "number sound no most people my over know water than call first who may down side been "
+    "now find any new work part take get place made live where after back little only "
+    "round man year came show every good me give our under name very through just form "
+    "sentence great think say help low line differ turn cause much mean before move right "
+    "boy old too same tell does set three want air well also play small end put home read "
+    "hand port large spell add even land here must big high such follow act why ask men "
+    "change went light kind off need house"
+)
+_WORDS = _WORD_TEXT.split()
 _PADDING = (" a", " I", ".", ",", " the", " of", " and", "!", " to", " in")
 
 
@@ -52,7 +54,7 @@ class TokenCounter:
     exact: bool = True
 
     def content_tokens(self, text: str) -> int:
-        """Tokens in ``text`` without the fixed tokens (BOS) the tokenizer adds to any text."""
+        """Count tokens in ``text`` without the fixed tokens (BOS) added to any text."""
         return self.count(text) - self.count("")
 
 
@@ -88,7 +90,7 @@ def _llama3_counter() -> TokenCounter:
 
 
 def token_counter_for(backend: Backend, tokenizer: Path | None = None) -> TokenCounter:
-    """The best token counter for ``backend``: its own, the user's GGUF, or Llama 3's."""
+    """Pick the token counter for ``backend``: its own, the user's GGUF, or Llama 3's."""
     if tokenizer is not None:
         return _gguf_counter(tokenizer)
     if backend.count_tokens("word") is not None:
@@ -149,7 +151,7 @@ def synthetic_prompt(counter: TokenCounter, n_tokens: int, seed: int = 0) -> str
 
 
 def load_dataset_prompts(path: Path) -> list[str]:
-    """Prompts from a file: JSONL with a ``prompt`` (or ``input``/``question``) field, or text.
+    """Read prompts from JSONL with a ``prompt`` (or ``input``/``question``) field, or text.
 
     A ``.txt`` file holds one prompt per line; blank lines are skipped.
     """
@@ -170,9 +172,7 @@ def load_dataset_prompts(path: Path) -> list[str]:
                 raise DataError(f"{path}:{number}: not JSON: {exc.msg}") from exc
             value = None
             if isinstance(row, dict):
-                value = next(
-                    (row[k] for k in ("prompt", "input", "question") if k in row), None
-                )
+                value = next((row[k] for k in ("prompt", "input", "question") if k in row), None)
             if not isinstance(value, str):
                 raise DataError(
                     f"{path}:{number}: no 'prompt' text field", "each line needs a 'prompt' string"

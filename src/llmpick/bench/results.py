@@ -36,7 +36,7 @@ class Estimate:
     basis: str = ""
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON ``estimate`` object."""
+        """Return the JSON ``estimate`` object."""
         return {
             "decode_tokens_per_second": self.decode_tokens_per_second,
             "time_to_first_token_s": self.time_to_first_token_s,
@@ -58,7 +58,7 @@ class LoadResult:
     token_mismatches: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        """The JSON object of one entry of ``results``."""
+        """Return the JSON object of one entry of ``results``."""
         m = self.metrics
         key: dict[str, Any] = (
             {"concurrency": self.point.concurrency}
@@ -141,7 +141,7 @@ class BenchResult:
         }
 
     def to_json(self) -> dict[str, Any]:
-        """The documented JSON object for this model."""
+        """Return the documented JSON object for this model."""
         memory: dict[str, Any] | None = None
         if self.memory is not None:
             memory = {

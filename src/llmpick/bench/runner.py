@@ -31,7 +31,7 @@ from urllib.parse import urlparse
 
 from llmpick.backends.base import Backend, GenerationRequest
 from llmpick.backends.spec import ModelSpec
-from llmpick.bench.load import LoadPoint, closed_loop, open_loop, send_request
+from llmpick.bench.load import LoadPoint, RequestFactory, closed_loop, open_loop, send_request
 from llmpick.bench.memory import MemoryReport, MemorySampler, server_memory_metrics
 from llmpick.bench.metrics import RequestTiming, Slo, aggregate, output_tokens
 from llmpick.bench.prompts import (
@@ -47,7 +47,7 @@ from llmpick.errors import LlmpickError, UsageError
 __all__ = ["BenchConfig", "BenchInterrupted", "config_summary", "run_bench"]
 
 
-class BenchInterrupted(KeyboardInterrupt):  # noqa: N818 - it is a KeyboardInterrupt
+class BenchInterrupted(KeyboardInterrupt):
     """Ctrl-C during a benchmark; ``result`` holds what finished (may be None)."""
 
     def __init__(self, result: BenchResult | None) -> None:
@@ -128,11 +128,11 @@ def _device(backend: Backend, memory: MemoryReport | None) -> str:
 def _estimate(
     spec: ModelSpec, backend: Backend, config: BenchConfig, prompt_tokens: int | None
 ) -> tuple[Estimate | None, str | None]:
-    """The ``fit`` estimate for this model on this machine, or None and why."""
+    """Ask ``fit`` for its estimate of this model on this machine; None and why if none."""
     if not backend.is_local and not _is_loopback(backend.describe().base_url):
         return None, "no estimate: the server is not on this machine"
     try:
-        from llmpick.fit import fit_model  # type: ignore[attr-defined,unused-ignore]
+        from llmpick.fit import fit_model
     except ImportError:
         return None, "no estimate: llmpick.fit.fit_model is not available"
     path = getattr(backend, "path", None)
@@ -142,17 +142,22 @@ def _estimate(
         "batch": 1,
         "prompt_tokens": prompt_tokens,
     }
-    if spec.backend == "llamacpp":
-        kwargs["runtime"] = "llamacpp"
+    if spec.backend == "hf":
+        kwargs["runtime"] = "transformers"
     try:
         fit = fit_model(model_ref, **kwargs)
     except LlmpickError as exc:
         return None, f"no estimate: {exc.one_line()}"
+    except (ValueError, OSError) as exc:  # an estimate must never sink a measurement
+        return None, f"no estimate: {type(exc).__name__}: {exc}"
+    basis = fit.basis
     estimate = Estimate(
-        decode_tokens_per_second=getattr(fit, "decode_tokens_per_second", None),
-        time_to_first_token_s=getattr(fit, "time_to_first_token_s", None),
-        total_bytes=getattr(fit, "total_bytes", None),
-        basis=str(getattr(fit, "basis", "")),
+        decode_tokens_per_second=fit.decode_tokens_per_second,
+        time_to_first_token_s=fit.time_to_first_token_s,
+        total_bytes=fit.total_bytes,
+        basis="; ".join(f"{k}: {v}" for k, v in basis.items())
+        if isinstance(basis, dict)
+        else str(basis),
     )
     return estimate, None
 
@@ -199,7 +204,7 @@ class _Run:
 
 
 def _mismatches(timings: list[RequestTiming], counter: TokenCounter) -> int:
-    """Requests whose output token count differs from the local tokenizer's count."""
+    """Count requests whose output token count differs from the local tokenizer's."""
     count = 0
     for timing in timings:
         if not timing.ok:
@@ -227,14 +232,15 @@ async def _poll_server(run: _Run, base_url: str, stop: asyncio.Event) -> None:
 async def _drive(
     run: _Run,
     backend: Backend,
-    make_request: Callable[[int], GenerationRequest],
+    make_request: RequestFactory,
     counter: TokenCounter,
 ) -> None:
     config = run.config
     gate = asyncio.Lock() if backend.is_local else None
     for i in range(config.warmup):
         run.tell(f"warm-up {i + 1}/{config.warmup}")
-        await send_request(backend, make_request(-1 - i), gate)
+        request, _ = make_request(-1 - i)
+        await send_request(backend, request, gate)
     base_url = None if backend.is_local else backend.describe().base_url
     offset = 0
     for point in config.load_points():
@@ -247,14 +253,12 @@ async def _drive(
             else None
         )
 
-        def make(index: int, _offset: int = offset) -> GenerationRequest:
+        def make(index: int, _offset: int = offset) -> tuple[GenerationRequest, int | None]:
             return make_request(_offset + index)
 
         try:
             if point.concurrency is not None:
-                await closed_loop(
-                    backend, make, config.requests, point.concurrency, run.sink, gate
-                )
+                await closed_loop(backend, make, config.requests, point.concurrency, run.sink, gate)
             else:
                 assert point.rate is not None
                 await open_loop(
@@ -347,14 +351,17 @@ def run_bench(context: Context, model_spec: str | ModelSpec, config: BenchConfig
                 )
             return cache[index]
 
-        def make_request(index: int) -> GenerationRequest:
-            return GenerationRequest.from_prompt(
-                prompt_for(index),
+        def make_request(index: int) -> tuple[GenerationRequest, int | None]:
+            text = prompt_for(index)
+            request = GenerationRequest.from_prompt(
+                text,
                 max_tokens=config.max_tokens,
                 temperature=0.0,
                 seed=config.seed,
                 ignore_eos=config.ignore_eos,
             )
+            known = config.prompt_tokens if prompts is None else counter.content_tokens(text)
+            return request, known
 
         result = BenchResult(
             model=spec.name,
@@ -390,6 +397,24 @@ def run_bench(context: Context, model_spec: str | ModelSpec, config: BenchConfig
             result.memory = memory
             result.device = _device(backend, memory)
             result.server_metrics = run.server or None
+            if any(t.ok and t.completion_tokens is None for r in run.done for t in r.timings):
+                result.notes.append(
+                    "the backend reported no token usage: output tokens are counted as "
+                    f"streamed chunks, prompt tokens by {counter.source} on the message text "
+                    "(chat template tokens not included)"
+                )
+            unstreamed = sum(
+                1
+                for r in run.done
+                for t in r.timings
+                if t.ok and output_tokens(t) > 1 and len(t.chunk_times_s) == 1
+            )
+            if unstreamed:
+                result.notes.append(
+                    f"{unstreamed} replies arrived in one piece (not streamed): their TTFT is "
+                    "their E2E and they add no ITL samples; a llama-cpp-python server needs "
+                    "--interrupt_requests False to serve concurrent requests"
+                )
             mismatched = sum(r.token_mismatches for r in run.done)
             if mismatched:
                 result.notes.append(
@@ -411,9 +436,8 @@ def run_bench(context: Context, model_spec: str | ModelSpec, config: BenchConfig
                 asyncio.run(backend.aclose())
 
 
-
 def config_summary(config: BenchConfig) -> dict[str, Any]:
-    """The settings of ``config`` as plain JSON values (stored with the results)."""
+    """Return the settings of ``config`` as plain JSON values (stored with results)."""
     return {
         "concurrency": list(config.concurrency),
         "rates": list(config.rates),

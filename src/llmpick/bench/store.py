@@ -80,13 +80,11 @@ def save_bench(store: Store, result: BenchResult, config: dict[str, Any]) -> str
 
 
 def list_bench_runs(store: Store, model: str | None = None) -> list[dict[str, Any]]:
-    """Stored benchmark documents (``BenchResult.to_json()`` plus ``id``), newest first."""
+    """List stored benchmark documents (``BenchResult.to_json()`` + ``id``), newest first."""
     query = "SELECT id, created_at, result FROM bench_runs"
     args: tuple[Any, ...] = ()
     if model is not None:
         query += " WHERE model = ?"
         args = (model,)
     rows = store.db.execute(query + " ORDER BY created_at DESC", args).fetchall()
-    return [
-        {"id": r["id"], "created_at": r["created_at"], **json.loads(r["result"])} for r in rows
-    ]
+    return [{"id": r["id"], "created_at": r["created_at"], **json.loads(r["result"])} for r in rows]

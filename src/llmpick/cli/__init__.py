@@ -37,7 +37,10 @@ def main() -> None:
         app()
     except LlmpickError as exc:
         _common.err_console.print(
-            f"[bold red]error:[/] {escape(exc.one_line())}", highlight=False, soft_wrap=True, markup=True
+            f"[bold red]error:[/] {escape(exc.one_line())}",
+            highlight=False,
+            soft_wrap=True,
+            markup=True,
         )
         sys.exit(2)
     except KeyboardInterrupt:

@@ -77,7 +77,7 @@ def _mib(value: int | float | None) -> str:
 
 
 def print_table(result: BenchResult) -> None:
-    """A Rich table of one model's load points, with memory and the estimate."""
+    """Print a Rich table of one model's load points, with memory and the estimate."""
     console.print(f"[bold]{result.model}[/] ({result.backend}) on {result.device}")
     estimate = result.estimate
     ratio = result.ratio()
@@ -92,7 +92,7 @@ def print_table(result: BenchResult) -> None:
         console.print(f"server-reported: {shown}", highlight=False)
     if estimate is not None:
         console.print(
-            f"estimate ({estimate.basis or 'llmpick fit'}): decode "
+            "estimated by llmpick fit (basis in --format json): decode "
             f"{_fmt(estimate.decode_tokens_per_second)} tok/s, TTFT "
             f"{_fmt(estimate.time_to_first_token_s, 1000)} ms; measured/estimated: decode "
             f"{_fmt(ratio.get('decode_tokens_per_second'), digits=2)}, TTFT "

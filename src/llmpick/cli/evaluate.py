@@ -133,7 +133,9 @@ def eval_command(
     if top_p <= 0:
         raise UsageError("--top-p must be above 0")
     dataset = load_dataset(data, mapping=mapping, template=template, system=system, limit=limit)
-    params = SamplingParams(temperature=temperature, top_p=top_p, max_tokens=max_tokens, seed=seed)
+    params = SamplingParams.model_validate(
+        {"temperature": temperature, "top_p": top_p, "max_tokens": max_tokens, "seed": seed}
+    )
     options = RunOptions(
         repeats=repeat,
         concurrency=concurrency,
@@ -264,7 +266,7 @@ def runs_command(
         raise UsageError(f"no store at {db}", "run llmpick eval first, or give --db")
     with open_store(db) as store:
         runs = store.list_runs(limit)
-    entries = [
+    entries: list[dict[str, Any]] = [
         {
             "run_id": r.id,
             "created_at": r.created_at,

@@ -15,7 +15,6 @@ from llmpick.cli._common import TableOrJson, console, get_context, print_json
 from llmpick.errors import LlmpickError
 
 
-
 def register(app: typer.Typer) -> None:
     """Add ``models`` and ``run`` to ``app``."""
     app.command("models")(models_command)
@@ -46,7 +45,10 @@ def models_command(
         try:
             spec = context.resolve(name)
             entry.update(
-                backend=spec.backend, model=spec.model, source=spec.source, catalog_id=spec.catalog_id
+                backend=spec.backend,
+                model=spec.model,
+                source=spec.source,
+                catalog_id=spec.catalog_id,
             )
             if identity and spec.backend in ("llamacpp", "column", "openai"):
                 backend = context.open_backend(spec)

@@ -345,9 +345,10 @@ def build_rows(
         elif messages_col is not None and record.get(messages_col) not in (None, ""):
             messages = _parse_messages(record[messages_col], where)
         else:
-            prompt = _as_text(record.get(prompt_col)) if prompt_col else None
-            if not prompt:
+            text = _as_text(record.get(prompt_col)) if prompt_col else None
+            if not text:
                 raise DataError(f"{where}: the prompt column '{prompt_col}' is empty")
+            prompt = text
             messages = [Message(role="user", content=prompt)]
         if row_system and not any(m.role == "system" for m in messages):
             messages.insert(0, Message(role="system", content=row_system))
@@ -393,5 +394,12 @@ def load_dataset(
         if limit < 1:
             raise DataError(f"--limit must be at least 1, got {limit}")
         records = records[:limit]
-    columns, rows = build_rows(records, mapping, template, system, source=text)
-    return Dataset(name=name, source=text, columns=columns, rows=rows, default_scorers=defaults)
+    columns, rows, expected = build_rows(records, mapping, template, system, source=text)
+    return Dataset(
+        name=name,
+        source=text,
+        columns=columns,
+        rows=rows,
+        expected_column=expected,
+        default_scorers=defaults,
+    )

@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from llmpick.backends.base import Backend, Message
-from llmpick.errors import ScorerError
 from llmpick.evaluate.dataset import Dataset, Row
 from llmpick.evaluate.results import EvalResult, summarize
 from llmpick.evaluate.scorers.base import ScorerSpec
-from llmpick.evaluate.scoring import PAIRWISE, CachedJudge, build_scorers, parse_scorers
+from llmpick.evaluate.scoring import CachedJudge, build_scorers, pairwise_spec, parse_scorers
 from llmpick.evaluate.scoring_pass import ScoringPass, pairwise_summary
 from llmpick.store import DEFAULT_DB, Store, open_store
 
@@ -48,7 +47,7 @@ def dataset_of_run(store: Store, run_id: str) -> Dataset:
 def rescore_run(
     context: Any,
     run_id: str,
-    scorers: list[str | ScorerSpec] | None = None,
+    scorers: Sequence[str | ScorerSpec] | None = None,
     judge: str | None = None,
     db_path: Path | str = DEFAULT_DB,
     score_workers: int = 2,
@@ -66,7 +65,7 @@ def rescore_run(
 async def _rescore(
     context: Any,
     run_id: str,
-    scorers: list[str | ScorerSpec] | None,
+    scorers: Sequence[str | ScorerSpec] | None,
     judge_name: str | None,
     db_path: Path | str,
     score_workers: int,
@@ -91,6 +90,7 @@ async def _rescore(
             else [ScorerSpec.model_validate(s) for s in run.scorers]
         )
         judge_name = judge_name or run.judge
+        pairwise_args = pairwise_spec(specs, judge_name is not None)
         judge = None
         if judge_name:
             if judge_name in [m["name"] for m in run.models]:
@@ -98,8 +98,6 @@ async def _rescore(
             backend = context.open_backend(judge_name)
             lock = asyncio.Lock()
             judge = CachedJudge(backend, store, lambda: lock)
-        if any(s.name == PAIRWISE for s in specs) and judge is None:
-            raise ScorerError("the pairwise scorer needs a judge", "add --judge MODEL")
         built = build_scorers(context, specs, judge)
         dataset = dataset_of_run(store, run.id)
         store.delete_scores(run.id)
@@ -113,8 +111,8 @@ async def _rescore(
                 scoring.schedule_existing()
         except BaseExceptionGroup as group_error:
             raise first_error(group_error) from None
-        if judge is not None and any(s.name == PAIRWISE for s in specs):
-            pairwise = await pairwise_summary(store, run.id, dataset, judge)
+        if judge is not None and pairwise_args is not None:
+            pairwise = await pairwise_summary(store, run.id, dataset, judge, pairwise_args.args)
         stored = run.summary or {}
         result = summarize(
             store, run.id, cells_cached=stored.get("cells_cached", 0), warnings=warnings

@@ -71,6 +71,9 @@ class ComparisonSummary(BaseModel):
     ties: int
     p_value: float | None
     test: str
+    #: mean of (a - b) over the shared rows
+    mean_diff: float | None = None
+    significant: bool = False
     sentence: str
 
 
@@ -195,12 +198,9 @@ def summarize(
     row_means = {name: _row_means(cells, main, name) for name in model_names}
     for i, a in enumerate(model_names):
         for b in model_names[i + 1 :]:
-            shared = [r for r in row_means[a] if r in row_means[b]]
-            if not shared:
+            if not set(row_means[a]) & set(row_means[b]):
                 continue
-            result = compare_pair(
-                [row_means[a][r] for r in shared], [row_means[b][r] for r in shared]
-            )
+            result = compare_pair(row_means[a], row_means[b], a=a, b=b)
             comparisons.append(
                 ComparisonSummary(
                     a=a,
@@ -211,9 +211,9 @@ def summarize(
                     ties=result.ties,
                     p_value=result.p_value,
                     test=result.test,
-                    sentence=result.sentence.replace("A ", f"{a} ", 1)
-                    if result.sentence.startswith("A ")
-                    else result.sentence,
+                    mean_diff=result.mean_diff,
+                    significant=result.significant,
+                    sentence=result.sentence,
                 )
             )
 
@@ -313,20 +313,20 @@ def side_by_side(store: Store, run_id: str, width: int | None = None) -> list[di
     table = []
     for row in store.get_rows(run.id):
         for repeat in range(run.repeats):
-            models = by_key.get((row.row_id, repeat), {})
+            per_model = by_key.get((row.row_id, repeat), {})
             line: dict[str, Any] = {"row_id": row.row_id}
             if run.repeats > 1:
                 line["repeat"] = repeat
             line["prompt"] = cut(row.messages[-1]["content"] if row.messages else "")
             line["expected"] = cut(row.expected)
             for name in names:
-                cell = models.get(name)
-                if cell is None:
+                found = per_model.get(name)
+                if found is None:
                     line[name] = None
                     line[f"{name} score"] = None
                     continue
-                text = f"ERROR: {cell['error']}" if cell["error"] else cell["output"]
+                text = f"ERROR: {found['error']}" if found["error"] else found["output"]
                 line[name] = cut(text)
-                line[f"{name} score"] = cell["score"]
+                line[f"{name} score"] = found["score"]
             table.append(line)
     return table

@@ -22,7 +22,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +42,10 @@ from llmpick.evaluate.dataset import Dataset, Row, load_dataset
 from llmpick.evaluate.results import EvalResult, summarize
 from llmpick.evaluate.scorers.base import ScorerSpec
 from llmpick.evaluate.scoring import (
-    PAIRWISE,
     CachedJudge,
     build_scorers,
     cache_key,
+    pairwise_spec,
     parse_scorers,
     scorer_key,
 )
@@ -80,13 +80,13 @@ class RunOptions(BaseModel):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    repeats: int = Field(1, ge=1)
+    repeats: int = Field(default=1, ge=1)
     #: requests in flight per HTTP endpoint; local backends always run one at a time
-    concurrency: int = Field(8, ge=1)
+    concurrency: int = Field(default=8, ge=1)
     #: scorers running at once (code_exec sandboxes are processes)
-    score_workers: int = Field(2, ge=1)
+    score_workers: int = Field(default=2, ge=1)
     #: extra attempts of a cell after the backend gave up on a rate limit
-    rate_limit_retries: int = Field(5, ge=0)
+    rate_limit_retries: int = Field(default=5, ge=0)
     judge: str | None = None
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     progress: bool = False
@@ -245,7 +245,7 @@ def run_eval(
     context: Any,
     dataset: Dataset | str | Path,
     models: list[str | ModelSpec],
-    scorers: list[str | ScorerSpec] | None = None,
+    scorers: Sequence[str | ScorerSpec] | None = None,
     params: SamplingParams | None = None,
     db_path: Path | str = DEFAULT_DB,
     options: RunOptions | None = None,
@@ -263,14 +263,14 @@ async def arun_eval(
     context: Any,
     dataset: Dataset | str | Path,
     models: list[str | ModelSpec],
-    scorers: list[str | ScorerSpec] | None = None,
+    scorers: Sequence[str | ScorerSpec] | None = None,
     params: SamplingParams | None = None,
     db_path: Path | str = DEFAULT_DB,
     options: RunOptions | None = None,
 ) -> EvalResult:
     """Evaluate ``models`` on ``dataset``; resumes the same command's unfinished run."""
     options = options or RunOptions()
-    params = params or SamplingParams()
+    params = params or SamplingParams.model_validate({})
     started = time.perf_counter()
     warnings: list[str] = []
 
@@ -305,6 +305,7 @@ async def arun_eval(
     if judge_spec is not None and judge_spec.name in names:
         warn(f"the judge {judge_spec.name} is also evaluated: it grades its own outputs")
 
+    pairwise = pairwise_spec(scorer_specs, judge_spec is not None)
     store = open_store(db_path)
     opened: list[Backend] = []
     local_lock = asyncio.Lock()
@@ -315,10 +316,6 @@ async def arun_eval(
             opened.append(judge_backend)
             judge = CachedJudge(judge_backend, store, _lock_for(judge_backend, local_lock))
         built = build_scorers(context, scorer_specs, judge)
-        if any(s.name == PAIRWISE for s in scorer_specs) and judge is None:
-            from llmpick.errors import ScorerError
-
-            raise ScorerError("the pairwise scorer needs a judge", "add --judge MODEL")
         if judge is not None and not judge.backend.is_local:
             await _preflight(judge)
 
@@ -371,7 +368,7 @@ async def arun_eval(
 
         runner = _Runner(store, run_id, ds, run_models, params, options, local_lock, warn)
         status = "interrupted"
-        pairwise = None
+        pairwise_result = None
         try:
             with _Progress(options.progress) as progress:
                 async with asyncio.TaskGroup() as group:
@@ -387,8 +384,8 @@ async def arun_eval(
                         on_scored=progress.scored,
                     )
                     cells_cached = await runner.run(scoring, progress)
-            if judge is not None and any(s.name == PAIRWISE for s in scorer_specs):
-                pairwise = await pairwise_summary(store, run_id, ds, judge)
+            if judge is not None and pairwise is not None:
+                pairwise_result = await pairwise_summary(store, run_id, ds, judge, pairwise.args)
             status = "finished" if runner.errors == 0 and scoring.missing == 0 else "incomplete"
         except BaseExceptionGroup as group_error:
             raise first_error(group_error) from None
@@ -401,7 +398,7 @@ async def arun_eval(
             )
         wall_s = time.perf_counter() - started
         result = summarize(store, run_id, cells_cached=cells_cached, warnings=warnings)
-        result.pairwise = pairwise
+        result.pairwise = pairwise_result
         store.set_run_summary(run_id, result.model_dump(mode="json"))
         result.timing = {
             "wall_s": wall_s,
@@ -428,7 +425,7 @@ async def _preflight(judge: CachedJudge) -> None:
     """Reach a remote judge once before the run, so a dead endpoint fails fast."""
     request = GenerationRequest(
         messages=[Message(role="user", content="Reply with OK.")],
-        params=SamplingParams(max_tokens=1, temperature=0.0),
+        params=SamplingParams.model_validate({"max_tokens": 1, "temperature": 0.0}),
     )
     await judge(request)
 

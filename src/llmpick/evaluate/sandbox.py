@@ -97,7 +97,8 @@ class SandboxResult:
     duration_s: float
     reason: str  # one line: "passed", "timed out after 10 s", the last error line …
     isolation: SandboxIsolation = field(default_factory=SandboxIsolation)
-    python: str = ""
+    python: str = ""  # the interpreter that ran the program
+    workdir: str = ""  # the temporary working directory (already deleted)
 
     @property
     def network_isolated(self) -> bool:
@@ -105,7 +106,7 @@ class SandboxResult:
         return self.isolation.network
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (for storing with a score)."""
+        """Return a JSON-ready dict (for storing with a score)."""
         return asdict(self)
 
 
@@ -119,16 +120,27 @@ def run_python(
     max_open_files: int = 256,
     python: str | None = None,
     files: dict[str, str] | None = None,
+    namespaces: bool = True,
 ) -> SandboxResult:
     """Run ``code`` as a Python program in the sandbox; passed = exit status 0.
 
     ``files`` are extra text files written into the working directory first.
+    ``namespaces=False`` skips the Linux namespaces (to test the fallback).
     ``python`` picks the interpreter; by default the running one when the
     sandbox user can execute it, else a system ``python3``. Blocking: call it
     from a worker thread in async code.
     """
     drop_uid = _choose_uid() if _is_root() else None
     interpreter = python or _sandbox_python(drop_uid is not None)
+    if interpreter is None:
+        from llmpick.errors import ScorerError
+
+        raise ScorerError(
+            "no Python interpreter that an unprivileged user may run was found for the "
+            f"code sandbox ({sys.executable} is not readable by other users)",
+            "install a system python3 (e.g. apt-get install python3-minimal) "
+            "or run llmpick as a non-root user",
+        )
     config = {
         "python": interpreter,
         "uid": drop_uid,
@@ -137,8 +149,11 @@ def run_python(
         "max_processes": max_processes,
         "max_file_mb": max_file_mb,
         "max_open_files": max_open_files,
+        "namespaces": namespaces,
+        "parent_pid": os.getpid(),
     }
-    base = Path(tempfile.mkdtemp(prefix="llmpick-sandbox-"))
+    _sweep_stale_dirs()
+    base = Path(tempfile.mkdtemp(prefix=f"llmpick-sandbox-{os.getpid()}-"))
     start = time.perf_counter()
     try:
         result = _run_in(base, code, files or {}, config)
@@ -148,6 +163,7 @@ def run_python(
         _remove_tree(base)
     result.duration_s = time.perf_counter() - start
     result.python = interpreter
+    result.workdir = str(base / "work")
     return result
 
 
@@ -206,21 +222,15 @@ def _run_in(base: Path, code: str, files: dict[str, str], config: dict[str, Any]
     stderr = _tail(base / "stderr")
     isolation = SandboxIsolation()
     wait_status: int | None = None
-    setup_error: str | None = None
     for line in status_lines:
-        with contextlib.suppress(ValueError):
+        with contextlib.suppress(ValueError, TypeError):
             message = json.loads(line)
             if "isolation" in message:
                 isolation = SandboxIsolation(**message["isolation"])
-            if "wait_status" in message:
-                wait_status = message["wait_status"]
-            if "error" in message:
-                setup_error = message["error"]
+            wait_status = message.get("wait_status", wait_status)
     exit_code = _exit_code(wait_status)
     if timed_out:
         reason = f"timed out after {config['timeout_s']:g} s"
-    elif setup_error is not None:
-        reason = f"sandbox setup failed: {setup_error}"
     elif exit_code is None:
         reason = "the sandbox launcher died"
     elif exit_code < 0:
@@ -229,7 +239,7 @@ def _run_in(base: Path, code: str, files: dict[str, str], config: dict[str, Any]
         reason = "passed"
     else:
         reason = _last_line(stderr) or f"exit status {exit_code}"
-    passed = not timed_out and setup_error is None and exit_code == 0
+    passed = not timed_out and exit_code == 0
     return SandboxResult(passed, exit_code, timed_out, stdout, stderr, 0.0, reason, isolation)
 
 
@@ -270,12 +280,31 @@ def _last_line(text: str) -> str:
 
 def _remove_tree(path: Path) -> None:
     def make_writable(func: Any, failed: str, _exc: Any) -> None:
+        # a program running as our own user may have chmod-ed its files to 000
         with contextlib.suppress(OSError):
             os.chmod(os.path.dirname(failed), 0o700)
             os.chmod(failed, 0o700)
             func(failed)
 
-    shutil.rmtree(path, onerror=make_writable)
+    if sys.version_info >= (3, 12):
+        shutil.rmtree(path, onexc=make_writable)
+    else:
+        shutil.rmtree(path, onerror=make_writable)
+
+
+@lru_cache(maxsize=1)
+def _sweep_stale_dirs() -> None:
+    """Remove working directories left by an llmpick process that was killed (once per process)."""
+    for path in Path(tempfile.gettempdir()).glob("llmpick-sandbox-*-*"):
+        pid = path.name.split("-")[2]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            _remove_tree(path)
+        except OSError:
+            continue
 
 
 def _is_root() -> bool:
@@ -283,7 +312,7 @@ def _is_root() -> bool:
 
 
 def _choose_uid() -> int:
-    """A uid no account uses, inside this user namespace's mapped range.
+    """Pick a uid no account uses, inside this user namespace's mapped range.
 
     A fresh uid per run (rather than ``nobody``) makes ``RLIMIT_NPROC`` count
     only this sandbox's processes, and lets the clean-up kill by uid.
@@ -324,16 +353,20 @@ def _kill_uid(uid: int) -> None:
 
 
 @lru_cache(maxsize=2)
-def _sandbox_python(drop_privileges: bool) -> str:
-    """The first interpreter the sandbox user can run (probed once per process)."""
-    candidates = [sys.executable]
-    if drop_privileges:
-        candidates += [p for p in _CANDIDATE_PYTHONS if os.path.exists(p)]
+def _sandbox_python(drop_privileges: bool) -> str | None:
+    """Find the first interpreter the sandbox user can run (probed once per process).
+
+    When llmpick runs as root the program runs as an unprivileged uid, which
+    may not reach an interpreter under /root (pyenv, a root-only venv); a
+    system python3 serves then. None: no candidate works.
+    """
+    if not drop_privileges:
+        return sys.executable
+    candidates = [sys.executable, *(p for p in _CANDIDATE_PYTHONS if os.path.exists(p))]
     for candidate in candidates:
-        result = run_python("import sys", timeout_s=20, python=candidate)
-        if result.passed:
+        if run_python("import sys", timeout_s=20, python=candidate).passed:
             return candidate
-    return sys.executable
+    return None
 
 
 # --------------------------------------------------------------------------------------
@@ -343,6 +376,11 @@ def _sandbox_python(drop_privileges: bool) -> str:
 def _launch(config: dict[str, Any]) -> None:
     status_fd = int(config["status_fd"])
     os.set_inheritable(status_fd, False)
+    with contextlib.suppress(OSError, AttributeError):
+        # if llmpick itself dies (kill -9), take the program down with it
+        _set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != config["parent_pid"]:
+        os._exit(1)
     isolation = SandboxIsolation()
     try:
         _set_limits(config)
@@ -351,7 +389,10 @@ def _launch(config: dict[str, Any]) -> None:
         isolation.notes.append(f"rlimits: {exc}")
     uid = config["uid"]
     isolation.uid = uid
-    _enter_namespaces(isolation, as_root=os.geteuid() == 0)
+    if config["namespaces"]:
+        _enter_namespaces(isolation, as_root=os.geteuid() == 0)
+    else:
+        isolation.notes.append("namespaces: turned off")
     os.write(status_fd, (json.dumps({"isolation": asdict(isolation)}) + "\n").encode())
     pid = os.fork()
     if pid == 0:
@@ -434,7 +475,9 @@ def _unshare(flags: int) -> None:
 
 def _mount(source: str, target: str, fstype: str | None, flags: int, data: str | None) -> None:
     encode = lambda s: s.encode() if s is not None else None  # noqa: E731
-    _check("mount", _libc().mount(encode(source), encode(target), encode(fstype), flags, encode(data)))
+    _check(
+        "mount", _libc().mount(encode(source), encode(target), encode(fstype), flags, encode(data))
+    )
 
 
 def _set_parent_death_signal(signum: int) -> None:

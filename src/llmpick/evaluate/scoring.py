@@ -32,6 +32,7 @@ __all__ = [
     "BuiltScorer",
     "CachedJudge",
     "cache_key",
+    "pairwise_spec",
     "parse_scorers",
     "run_scorer",
     "scorer_key",
@@ -178,6 +179,29 @@ class CachedJudge:
             )
         )
         return generation
+
+
+def pairwise_spec(specs: list[ScorerSpec], has_judge: bool) -> ScorerSpec | None:
+    """Return the ``pairwise`` spec among ``specs``, checked before any model runs."""
+    import inspect
+
+    from llmpick.evaluate.scorers import pairwise_compare
+
+    found = [s for s in specs if s.name == PAIRWISE]
+    if not found:
+        return None
+    if not has_judge:
+        raise ScorerError("the pairwise scorer needs a judge", "add --judge MODEL")
+    allowed = {"rubric", "max_tokens"}
+    try:
+        inspect.signature(pairwise_compare).bind(None, {}, {}, **found[0].args)
+        if set(found[0].args) - allowed:
+            raise TypeError(f"unexpected arguments {sorted(set(found[0].args) - allowed)}")
+    except TypeError as exc:
+        raise ScorerError(
+            f"bad arguments for scorer 'pairwise': {exc}", "pairwise accepts: rubric, max_tokens"
+        ) from exc
+    return found[0]
 
 
 def build_scorers(

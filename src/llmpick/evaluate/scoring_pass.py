@@ -11,7 +11,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from llmpick.errors import AuthenticationError, BackendError, EndpointUnreachableError
+from llmpick.errors import (
+    AuthenticationError,
+    BackendError,
+    EndpointUnreachableError,
+    ScorerError,
+)
 from llmpick.evaluate.dataset import Dataset, Row
 from llmpick.evaluate.scorers.base import Cell
 from llmpick.evaluate.scoring import BuiltScorer, CachedJudge, run_scorer
@@ -160,9 +165,16 @@ class ScoringPass:
 
 
 async def pairwise_summary(
-    store: Store, run_id: str, dataset: Dataset, judge: CachedJudge
+    store: Store,
+    run_id: str,
+    dataset: Dataset,
+    judge: CachedJudge,
+    args: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Compare every two models' outputs with the judge (both orders), as JSON."""
+    """Compare every two models' outputs with the judge (both orders), as JSON.
+
+    ``args`` are the ``pairwise`` scorer's arguments (``rubric``, ``max_tokens``).
+    """
     from llmpick.evaluate.scorers import pairwise_compare
 
     outputs: dict[str, dict[str, str]] = {}
@@ -170,6 +182,11 @@ async def pairwise_summary(
         if cell.output is not None and cell.error is None and cell.repeat == 0:
             outputs.setdefault(cell.model, {})[cell.row_id] = cell.output
     questions = {row.id: row.prompt for row in dataset.rows}
-    result = await pairwise_compare(judge, questions, outputs)
+    try:
+        result = await pairwise_compare(judge, questions, outputs, **(args or {}))
+    except TypeError as exc:
+        raise ScorerError(
+            f"bad arguments for scorer 'pairwise': {exc}", "pairwise accepts: rubric, max_tokens"
+        ) from exc
     # the verdicts stay out of the summary: the judge's replies are in the cache
     return result.model_dump(mode="json", exclude={"verdicts"})

@@ -289,7 +289,7 @@ def list_quantizations() -> list[Quantization]:
 
 
 def get_quantization(name: str) -> Quantization:
-    """The quantization called ``name`` (case and ``-``/``_`` insensitive).
+    """Look up the quantization called ``name`` (case and ``-``/``_`` insensitive).
 
     Raises :class:`~llmpick.errors.QuantizationError` with close matches when
     the name is unknown.

@@ -44,8 +44,16 @@ __all__ = [
 
 ShapeSource = Literal["gguf", "config", "catalog", "bundled"]
 
+_REPACK_TYPES = ("Q4_0", "Q4_K", "IQ4_NL")
 # Every N-th layer (N-1, 2N-1, ...) is global, the others local; llama.cpp defaults.
-_SWA_PATTERN_BY_ARCH = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "gpt-oss": 2, "gpt_oss": 2, "cohere2": 4}
+_SWA_PATTERN_BY_ARCH = {
+    "gemma2": 2,
+    "gemma3": 6,
+    "gemma3n": 5,
+    "gpt-oss": 2,
+    "gpt_oss": 2,
+    "cohere2": 4,
+}
 
 
 class ModelShape(BaseModel):
@@ -80,6 +88,8 @@ class ModelShape(BaseModel):
     native_dtype: str = "bf16"
     weights_bytes_exact: int | None = None
     expert_weights_bytes_exact: int | None = None
+    cpu_repack_bytes: int = 0
+    input_embedding_bytes_exact: int | None = None
     file_quant: str | None = None
     path: str | None = None
     catalog_id: str | None = None
@@ -146,9 +156,11 @@ def count_params(
     if num_experts:
         expert_ffn = moe_intermediate_size or intermediate_size or 0
         per_expert = 3 * hidden_size * expert_ffn
-        shared = 3 * hidden_size * shared_expert_intermediate_size if (
-            shared_expert_intermediate_size
-        ) else 0
+        shared = (
+            3 * hidden_size * shared_expert_intermediate_size
+            if (shared_expert_intermediate_size)
+            else 0
+        )
         router = hidden_size * num_experts
         mlp_total = per_expert * num_experts + shared + router
         mlp_active = per_expert * (num_experts_per_tok or 1) + shared + router
@@ -317,9 +329,8 @@ def shape_from_card(card: ModelCard) -> ModelShape:
         num_experts=arch.num_experts,
         num_experts_per_tok=arch.num_experts_per_tok,
         params_total=card.params.total,
-        params_active=card.params.active or (
-            card.params.total if not arch.is_moe else computed_active
-        ),
+        params_active=card.params.active
+        or (card.params.total if not arch.is_moe else computed_active),
         context_native=card.context.native,
         context_max=card.context.max,
         catalog_id=card.id,
@@ -398,17 +409,31 @@ def shape_from_gguf(path: str | Path, name: str | None = None) -> ModelShape:
     expert_elements = 0
     total_elements = 0
     has_output = False
+    repack = 0
+    embedding_bytes = 0
     for tensor in reader.tensors:
         weights += int(tensor.n_bytes)
+        # llama.cpp's CPU backend repacks these matrices into an interleaved copy.
+        if (
+            tensor.tensor_type.name in _REPACK_TYPES
+            and tensor.name != "token_embd.weight"
+            and len(tensor.shape) == 2
+            and int(tensor.shape[1]) % 8 == 0
+        ):
+            repack += int(tensor.n_bytes)
         total_elements += int(tensor.n_elements)
         if "_exps" in tensor.name:
             expert_bytes += int(tensor.n_bytes)
             expert_elements += int(tensor.n_elements)
         if tensor.name == "output.weight":
             has_output = True
+        if tensor.name == "token_embd.weight":
+            embedding_bytes = int(tensor.n_bytes)
     active_elements = total_elements
     if experts and experts_used and expert_elements:
-        active_elements = total_elements - expert_elements + expert_elements * experts_used // experts
+        active_elements = (
+            total_elements - expert_elements + expert_elements * experts_used // experts
+        )
 
     windows: tuple[int | None, ...] = ()
     if window:
@@ -422,8 +447,8 @@ def shape_from_gguf(path: str | Path, name: str | None = None) -> ModelShape:
     file_quant = None
     if isinstance(file_type, int):
         try:
-            file_quant = LlamaFileType(file_type).name.removeprefix("MOSTLY_").replace(
-                "ALL_F32", "F32"
+            file_quant = (
+                LlamaFileType(file_type).name.removeprefix("MOSTLY_").replace("ALL_F32", "F32")
             )
         except ValueError:
             file_quant = f"file_type {file_type}"
@@ -452,6 +477,8 @@ def shape_from_gguf(path: str | Path, name: str | None = None) -> ModelShape:
         native_dtype="bf16",
         weights_bytes_exact=weights,
         expert_weights_bytes_exact=expert_bytes or None,
+        cpu_repack_bytes=repack,
+        input_embedding_bytes_exact=embedding_bytes or None,
         file_quant=file_quant,
         path=str(path),
     )

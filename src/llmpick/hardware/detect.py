@@ -2,13 +2,12 @@
 
 - CPU model and cores come from ``/proc/cpuinfo`` (Linux), ``sysctl`` (macOS)
   or :mod:`platform`; RAM from :mod:`psutil`.
-- Memory bandwidth and FLOPS of a CPU have no spec sheet we can look up, so
-  they are *measured*: a 64 MiB NumPy copy (bytes read + bytes written over the
-  best of 5 runs) and a 512x512 float32 matrix product (best of 5). Both take
-  well under a second and are marked ``measured`` on the Device. They measure
-  what NumPy gets from this process (often one core for the copy), which is a
-  floor for what llama.cpp's threads get; the speed estimate's efficiency factor
-  for CPUs accounts for that.
+- A CPU's memory bandwidth has no spec sheet we can look up, so it is
+  *measured*: a 64 MiB NumPy copy (bytes read + written, best of 5 runs, well
+  under a second), marked ``measured`` on the Device. One copying thread is a
+  floor for what llama.cpp's threads read. CPU FLOPS are *assumed* from the
+  core count and clock (a timed matrix product is meaningless on a shared
+  machine whose BLAS threads compete for cores).
 - NVIDIA GPUs are listed through NVML (``nvidia-ml-py``, the ``gpu`` extra)
   and matched to the device table by name for bandwidth and TFLOPS.
 - An Apple silicon Mac is matched to its chip in the table, with the RAM of
@@ -65,7 +64,7 @@ def detect_host() -> HostInfo:
     try:
         usable = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        usable = os.cpu_count()
+        usable = os.cpu_count() or 1
     memory = psutil.virtual_memory()
     return HostInfo(
         cpu_model=_cpu_model(),
@@ -91,31 +90,40 @@ def _measure_bandwidth_gb_s() -> float:
     return 2 * src.nbytes / best / 1e9  # read + write
 
 
-def _measure_tflops() -> float:
-    import numpy as np
+# AVX2/AVX-512 cores retire 2 FMA x 8 float32 lanes x 2 FLOPs = 32 FLOPs per cycle.
+_FLOPS_PER_CYCLE = 32
+_ASSUMED_GHZ = 2.5
 
-    n = 512
-    a = np.ones((n, n), dtype=np.float32)
-    b = np.ones((n, n), dtype=np.float32)
-    a @ b  # warm up BLAS threads
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        a @ b
-        best = min(best, time.perf_counter() - start)
-    return 2 * n**3 / best / 1e12
+
+def _assumed_tflops(cores: int) -> tuple[float, str]:
+    import psutil
+
+    ghz = _ASSUMED_GHZ
+    clock = "an assumed 2.5 GHz"
+    try:
+        freq = psutil.cpu_freq()
+    except (OSError, NotImplementedError, AttributeError):
+        freq = None
+    if freq is not None and freq.max:
+        ghz = freq.max / 1000
+        clock = f"{ghz:.2f} GHz (max clock)"
+    basis = (
+        f"assumed peak: {cores} usable cores x {clock} x 32 float32 FLOPs/cycle (2 AVX2 FMA "
+        "units); llama.cpp on CPU reaches a fraction of it"
+    )
+    return cores * ghz * _FLOPS_PER_CYCLE / 1000, basis
 
 
 @functools.cache
 def detect_cpu() -> Device:
-    """This machine's CPU and RAM as a Device, with measured bandwidth and FLOPS."""
+    """Describe this machine's CPU and RAM as a Device, with measured bandwidth and FLOPS."""
     host = detect_host()
     if sys.platform == "darwin" and platform.machine() == "arm64":
         apple = _match_apple(host)
         if apple is not None:
             return apple
     bandwidth = _measure_bandwidth_gb_s()
-    tflops = _measure_tflops()
+    tflops, flops_basis = _assumed_tflops(host.usable_cores or 1)
     return Device(
         id="cpu",
         name=f"{host.cpu_model} ({host.usable_cores} cores usable)",
@@ -126,10 +134,9 @@ def detect_cpu() -> Device:
         bf16_tflops=round(tflops, 4),
         usable_memory_fraction=0.9,
         bandwidth_basis="measured: best of 5 NumPy copies of 64 MiB (read + write bytes / time)",
-        flops_basis="measured: best of 5 NumPy float32 512x512 matrix products "
-        "(llama.cpp on CPU computes in float32 after dequantizing)",
+        flops_basis=flops_basis,
         note="usable memory: 90% of RAM, leaving room for the OS",
-        measured=("memory_bandwidth_gb_s", "bf16_tflops"),
+        measured=("memory_bandwidth_gb_s", "memory_bytes"),
         host=host,
     )
 
@@ -183,9 +190,9 @@ def _match_gpu(index: int, name: str, memory_bytes: int) -> Device:
     best = None
     # The longest table key contained in the NVML name wins ("h100pcie" over "h100").
     for candidate, device in table.items():
-        if len(candidate) >= 3 and candidate in key and device.kind == "gpu":
-            if best is None or len(candidate) > len(best[0]):
-                best = (candidate, device)
+        usable = len(candidate) >= 3 and candidate in key and device.kind == "gpu"
+        if usable and (best is None or len(candidate) > len(best[0])):
+            best = (candidate, device)
     if best is not None:
         base = best[1]
         return base.model_copy(
@@ -210,7 +217,7 @@ def _match_gpu(index: int, name: str, memory_bytes: int) -> Device:
 
 
 def detect_local() -> Device:
-    """The device a local model would run on: the first GPU if any, else the CPU."""
+    """Return the device a local model would run on: the first GPU if any, else the CPU."""
     gpus = detect_gpus()
     if gpus:
         return gpus[0]

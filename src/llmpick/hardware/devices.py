@@ -56,7 +56,7 @@ class Device(BaseModel):
     than taken from a spec sheet.
     """
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
     id: str
     name: str
@@ -91,7 +91,7 @@ class Device(BaseModel):
         return self.bf16_tflops * 1e12 if self.bf16_tflops is not None else None
 
     def summary(self) -> dict[str, Any]:
-        """The fields ``llmpick fit`` prints for the device."""
+        """Return the fields ``llmpick fit`` prints for the device."""
         return {
             "id": self.id,
             "name": self.name,
@@ -126,6 +126,7 @@ def _load() -> tuple[Device, ...]:
         entry = dict(entry)
         memory_gib = entry.pop("memory_gib")
         entry["memory_bytes"] = int(memory_gib * GIB)
+        entry["memory_bandwidth_gb_s"] = entry.pop("bandwidth_gb_s", None)
         entry["aliases"] = tuple(str(a) for a in entry.get("aliases", ()))
         devices.append(Device.model_validate(entry))
     return tuple(devices)
@@ -157,7 +158,7 @@ def _generic(memory_gib: float) -> Device:
 
 
 def get_device(name: str) -> Device:
-    """The device called ``name``: a table entry, ``NNgb``, ``cpu`` or ``local``.
+    """Resolve the device called ``name``: a table entry, ``NNgb``, ``cpu`` or ``local``.
 
     ``cpu`` is this machine's CPU and RAM; ``local`` (or ``auto``) its best
     device (a detected GPU, else the CPU).

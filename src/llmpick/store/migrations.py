@@ -86,7 +86,9 @@ def _m002_rows_cells_scores(db: sqlite3.Connection) -> None:
     db.execute(
         """
         CREATE TABLE cells (
-            id INTEGER PRIMARY KEY,
+            -- AUTOINCREMENT: ids of deleted cells are never reused, so a stray
+            -- score can never attach to another cell
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
             run_id TEXT NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
             model TEXT NOT NULL,
             row_id TEXT NOT NULL,

@@ -7,9 +7,9 @@ way a plugin registers): ``exact``, ``contains``, ``regex``, ``choice``,
 """
 
 from llmpick.evaluate.scorers.base import Cell, JudgeFn, Score, Scorer, ScorerSpec
+from llmpick.evaluate.scorers.judge import self_judging
 from llmpick.evaluate.scorers.pairwise import PairwiseResult, pairwise_compare
 from llmpick.evaluate.scorers.registry import build_scorer, default_scorers, parse_scorer_spec
-from llmpick.evaluate.scorers.judge import self_judging
 
 __all__ = [
     "Cell",

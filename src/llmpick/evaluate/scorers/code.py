@@ -4,13 +4,15 @@ Program (the HumanEval protocol, Chen et al. 2021): the first fenced Python
 block of the output (else the whole text); if the row names an entry point the
 code does not define, the row's prompt code is put first (prompt + completion);
 then the row's test code. A test that defines ``check(candidate)`` without
-calling it gets ``check(ENTRY_POINT)`` appended. Passed = exit status 0. See
+calling it gets ``check(ENTRY_POINT)`` appended. Passed = exit status 0 after a
+line printed at the very end (so ``sys.exit(0)`` in the answer cannot pass). See
 :mod:`llmpick.evaluate.sandbox` for what the sandbox guarantees.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
 
 from llmpick.errors import ScorerError
 from llmpick.evaluate.sandbox import run_python
@@ -23,7 +25,7 @@ _PYTHON_TAGS = {"python", "py", "python3", "py3"}
 
 
 def extract_code(text: str) -> str:
-    """The first fenced Python block (an untagged one if none is tagged), else the text."""
+    """Return the first fenced Python block (else an untagged one), else the text."""
     blocks = _FENCE.findall(text)
     for tag, body in blocks:
         if tag.lower() in _PYTHON_TAGS:
@@ -35,7 +37,7 @@ def extract_code(text: str) -> str:
 
 
 def build_program(code: str, test: str, entry_point: str | None, prefix: str | None) -> str:
-    """The program the sandbox runs: [prefix +] code + test [+ check call]."""
+    """Assemble the program the sandbox runs: [prefix +] code + test [+ check call]."""
     if entry_point and prefix and not _defines(code, entry_point):
         code = prefix + code
     program = code.rstrip() + "\n\n" + test.rstrip() + "\n"
@@ -49,7 +51,9 @@ def build_program(code: str, test: str, entry_point: str | None, prefix: str | N
 
 
 def _defines(code: str, name: str) -> bool:
-    return re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
+    return (
+        re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(name)}\s*\(", code, re.MULTILINE) is not None
+    )
 
 
 def code_exec(
@@ -84,12 +88,19 @@ def code_exec(
             str(entry_point) if entry_point else None,
             str(prefix) if prefix else None,
         )
+        # exit status 0 alone would pass code that calls sys.exit(0) before the tests run
+        sentinel = f"llmpick-tests-finished-{secrets.token_hex(8)}"
+        program += f"\nprint({sentinel!r})\n"
         result = run_python(program, timeout_s=float(timeout_s), memory_mb=int(memory_mb))
+        passed = result.passed and sentinel in result.stdout
+        reason = result.reason
+        if result.passed and not passed:
+            reason = "the program exited before its tests finished"
         isolation = "network isolated" if result.network_isolated else "network NOT isolated"
         return Score(
-            value=1.0 if result.passed else 0.0,
-            label="pass" if result.passed else ("timeout" if result.timed_out else "fail"),
-            explanation=f"{result.reason} ({result.duration_s:.2f} s, {isolation})",
+            value=1.0 if passed else 0.0,
+            label="pass" if passed else ("timeout" if result.timed_out else "fail"),
+            explanation=f"{reason} ({result.duration_s:.2f} s, {isolation})",
         )
 
     return score

@@ -29,7 +29,7 @@ _MISSING = object()
 
 
 def extract_json(text: str) -> Any:
-    """The JSON value in ``text``; raises ValueError when there is none."""
+    """Return the JSON value in ``text``; raise ValueError when there is none."""
     stripped = text.strip()
     try:
         return json.loads(stripped)
@@ -59,7 +59,8 @@ def _checked_schema(schema: Any, where: str) -> Any:
     if not isinstance(schema, Mapping | bool):
         raise ScorerError(f"the JSON Schema in {where} must be an object")
     try:
-        validator_for(schema).check_schema(schema)
+        checked: Any = schema  # a dict or a boolean schema
+        validator_for(checked).check_schema(checked)
     except SchemaError as exc:
         raise ScorerError(
             f"invalid JSON Schema in {where}: {exc.message}",
@@ -112,7 +113,7 @@ class JsonScorer:
 def json_valid(
     schema: Any = None, schema_file: str | None = None, schema_column: str | None = None
 ) -> JsonScorer:
-    """Valid JSON in the output, optionally checked against a JSON Schema.
+    """Score 1 for valid JSON in the output, optionally checked against a JSON Schema.
 
     ``schema``: inline (dict or JSON text); ``schema_file``: a path;
     ``schema_column``: a row column holding the schema. Give at most one.

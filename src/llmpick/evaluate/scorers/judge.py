@@ -46,7 +46,7 @@ _SCORE_PATTERNS = (
 
 
 def parse_judge_score(text: str) -> float | None:
-    """The 1–10 score in a judge's reply (the last "Score: N"), or None."""
+    """Return the 1–10 score in a judge's reply (the last "Score: N"), or None."""
     for pattern in _SCORE_PATTERNS:
         for found in reversed(re.findall(pattern, text)):
             value = float(found)
@@ -77,9 +77,7 @@ def judge(
     from ``--judge MODEL``; without one this raises ScorerError.
     """
     if judge is None:
-        raise ScorerError(
-            "the judge scorer needs a judge model", "name one with --judge MODEL"
-        )
+        raise ScorerError("the judge scorer needs a judge model", "name one with --judge MODEL")
     judge_fn: JudgeFn = judge
     text_rubric = str(rubric) if rubric else DEFAULT_RUBRIC
 
@@ -103,7 +101,8 @@ def judge(
             return Score(
                 value=None,
                 label="unparsed",
-                explanation="judge gave no 'Score: N': " + " ".join(generation.output.split())[:300],
+                explanation="judge gave no 'Score: N': "
+                + " ".join(generation.output.split())[:300],
             )
         return Score(
             value=(grade - 1.0) / 9.0,
@@ -115,7 +114,7 @@ def judge(
 
 
 def _stem(name: str) -> str:
-    """A model name without path, extension or quantization suffix, for loose matching."""
+    """Strip a model name of path, extension or quantization suffix, for loose matching."""
     stem = PurePath(name.split("@")[0]).name.lower()
     stem = re.sub(r"\.gguf$", "", stem)
     stem = re.sub(r"[-_.](?:i?q\d[\w]*|f16|bf16|f32|fp16|int[48]|awq|gptq)$", "", stem)
@@ -146,7 +145,9 @@ def self_judging(
         if isinstance(model_identities, dict)
         else [(m.model if isinstance(m, ModelIdentity) else m, m) for m in model_identities]
     )
-    judge_name = judge_identity.model if isinstance(judge_identity, ModelIdentity) else judge_identity
+    judge_name = (
+        judge_identity.model if isinstance(judge_identity, ModelIdentity) else judge_identity
+    )
     return [
         f"the judge ({judge_name}) is also the candidate {name}: it grades its own outputs, "
         "which favours them (self-enhancement bias); use a different judge model"

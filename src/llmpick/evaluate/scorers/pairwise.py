@@ -97,7 +97,7 @@ class PairwiseResult(BaseModel):
 
 
 def parse_verdict(text: str) -> Verdict | None:
-    """The judge's verdict: the last ``[[A]]``/``[[B]]``/``[[C]]`` (or "Verdict: X")."""
+    """Return the judge's verdict: the last ``[[A]]``/``[[B]]``/``[[C]]`` (or "Verdict: X")."""
     found = re.findall(r"\[\[\s*(A|B|C|tie)\s*\]\]", text, re.IGNORECASE)
     if not found:
         found = re.findall(r"(?i:verdict)\W*\s*(A|B|C|tie)\b", text)

@@ -86,7 +86,9 @@ def exact(
     return score
 
 
-def contains(text: str | None = None, column: str | None = None, ignore_case: bool = True) -> Scorer:
+def contains(
+    text: str | None = None, column: str | None = None, ignore_case: bool = True
+) -> Scorer:
     """1 when the output contains ``text`` (or the reference), else 0."""
 
     def score(cell: Cell) -> Score:
@@ -124,9 +126,11 @@ def regex(
             compiled = _compile(source, flags)
         text = cell.output.strip() if full_match else cell.output
         found = compiled.fullmatch(text) if full_match else compiled.search(text)
-        return _verdict(found is not None, f"/{_short(compiled.pattern)}/ " + (
-            f"matched {_short(found.group(0))!r}" if found else "did not match"
-        ))
+        return _verdict(
+            found is not None,
+            f"/{_short(compiled.pattern)}/ "
+            + (f"matched {_short(found.group(0))!r}" if found else "did not match"),
+        )
 
     return score
 
@@ -139,7 +143,7 @@ def _compile(pattern: str, flags: int) -> re.Pattern[str]:
 
 
 def extract_choice(text: str, choices: str = "ABCD") -> str | None:
-    """The answer letter in ``text``, or None when none is clear.
+    """Return the answer letter in ``text``, or None when none is clear.
 
     In order: "answer is (B)" / "Answer: B"; a reply that starts with the letter
     ("B", "B.", "(B) …"); a bold letter ("**B**"); the only standalone letter.
@@ -150,7 +154,7 @@ def extract_choice(text: str, choices: str = "ABCD") -> str | None:
     cls = f"[{re.escape(letters)}]"
     patterns = [
         rf"(?i:answer|choice|option)\s*(?:is|:|=)?\s*(?i:option\s*)?[\s(\[*]*({cls})(?![A-Za-z])",
-        rf"^\W*\(?({cls})\)?(?:[.):\]\s]|$)",
+        rf"^\W*\(?({cls})\)?(?:[.):\]]|\s*$|\s*\n|\s+[-–—])",
         rf"\*\*\(?({cls})\)?[.:]?\*\*",
         rf"\(({cls})\)",
     ]
@@ -159,7 +163,13 @@ def extract_choice(text: str, choices: str = "ABCD") -> str | None:
         found = re.findall(pattern, stripped)
         if found:
             return str(found[-1] if pattern.startswith("(?i:answer") else found[0]).upper()
-    standalone = set(re.findall(rf"(?<![A-Za-z'])({cls})(?![A-Za-z'])", stripped))
+    # a capital followed by a lower-case word is an article ("A cat"), unless a verb
+    standalone = set(
+        re.findall(
+            rf"(?<![A-Za-z'])({cls})(?![A-Za-z'])(?!\s+(?!(?:is|was|would|seems|looks)\b)[a-z])",
+            stripped,
+        )
+    )
     return standalone.pop() if len(standalone) == 1 else None
 
 
@@ -202,9 +212,9 @@ def _to_float(text: str) -> float:
 
 
 def extract_number(text: str) -> float | None:
-    """The final numeric answer in ``text`` (GSM8K style), or None.
+    r"""Return the final numeric answer in ``text`` (GSM8K style), or None.
 
-    In order: the last "#### N"; the last ``\\boxed{N}``; the last "answer is N" /
+    In order: the last "#### N"; the last ``\boxed{N}``; the last "answer is N" /
     "Answer: N"; else the last number. Commas, currency signs and a trailing
     period are ignored.
     """
@@ -256,7 +266,9 @@ def length(
     bounds = {"min_chars": min_chars, "max_chars": max_chars}
     bounds |= {"min_tokens": min_tokens, "max_tokens": max_tokens}
     if all(v is None for v in bounds.values()):
-        raise ScorerError("length needs a bound", "args: min_chars, max_chars, min_tokens, max_tokens")
+        raise ScorerError(
+            "length needs a bound", "args: min_chars, max_chars, min_tokens, max_tokens"
+        )
     wants_tokens = min_tokens is not None or max_tokens is not None
 
     def score(cell: Cell) -> Score:
