@@ -3,12 +3,12 @@
 Both sides load the bundled SmolLM2 GGUF with the same n_ctx and threads, send
 the same prompts (text of exactly ``--prompt-tokens`` tokens, wrapped in the
 model's chat template), ask for ``--max-tokens`` tokens with end-of-sequence
-suppressed, and compute TPOT = (E2E - TTFT) / (N - 1) per request, medians
-compared. The raw side is ``Llama.create_completion(stream=True)`` timed here
+left on (greedy decoding, so both emit the same tokens), and compute
+TPOT = (E2E - TTFT) / (N - 1) per request; medians are compared. The raw side is ``Llama.create_completion(stream=True)`` timed here
 with ``time.perf_counter`` and no llmpick code in the loop. The two runs are
 interleaved in rounds so machine load drifts hit both alike.
 
-Run:  python benchmarks/bench_tpot_vs_raw.py [--rounds 3] [--requests 4]
+Run:  python benchmarks/bench_tpot_vs_raw.py [--rounds 5] [--requests 2]
 Target: ratio llmpick / raw within 0.90-1.10.
 """
 
@@ -34,33 +34,31 @@ from llmpick.context import Context
 
 def raw_tpots(llm: Llama, prompts: list[str], max_tokens: int) -> list[float]:
     """TPOT per request measured directly on a llama-cpp-python stream."""
-    eos = llm.token_eos()
     values = []
     for prompt in prompts:
         start = time.perf_counter()
-        first = last = None
+        first = end = None
         n = 0
-        for _ in llm.create_completion(
-            prompt,
-            max_tokens=max_tokens,
-            temperature=0.0,
-            stream=True,
-            logit_bias={eos: float("-inf")},
+        for chunk in llm.create_completion(
+            prompt, max_tokens=max_tokens, temperature=0.0, stream=True
         ):
-            now = time.perf_counter()
-            first = first if first is not None else now
-            last = now
+            end = time.perf_counter()
+            choice = chunk["choices"][0]
+            if choice["finish_reason"] is not None and not choice["text"]:
+                continue  # the closing chunk carries no token
+            first = first if first is not None else end
             n += 1
-        assert first is not None and last is not None and n > 1
-        e2e, ttft = last - start, first - start
+        if first is None or end is None or n < 2:
+            continue
+        e2e, ttft = end - start, first - start
         values.append((e2e - ttft) / (n - 1))
     return values
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--requests", type=int, default=4)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--requests", type=int, default=2)
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--n-ctx", type=int, default=1024)
@@ -97,6 +95,8 @@ def main() -> None:
             requests=args.requests,
             warmup=1,
             dataset=dataset,
+            # greedy decoding of the same prompt: both sides emit the same tokens
+            ignore_eos=False,
         )
         result = run_bench(context, spec, config)
         ours += [

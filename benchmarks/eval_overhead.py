@@ -9,7 +9,11 @@ Two measurements, printed side by side (all figures measured on this machine):
 2. llama-cpp-python's OpenAI-compatible server on 127.0.0.1, concurrency 8:
    the runner's request throughput against a plain ``openai.AsyncOpenAI``
    client sending the same streamed requests. Target: >= 90%. The server
-   serves one request at a time (one slot); that is fine for a ratio.
+   serves one request at a time (one slot); that is fine for a ratio. It runs
+   with ``--interrupt_requests False``: by default each new request cuts the
+   stream in progress short, so "throughput" would count empty answers.
+   Rounds alternate plain/runner and the medians are compared, because on a
+   shared machine single timings are noisy.
 
 Run: ``python benchmarks/eval_overhead.py [--rows 16] [--max-tokens 32]``.
 """
@@ -80,6 +84,9 @@ def start_server(model: Path) -> tuple[subprocess.Popen[bytes], str]:
         [
             sys.executable, "-m", "llama_cpp.server", "--model", str(model),
             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
+            # by default a new request interrupts the one being streamed, which
+            # would end most of the plain client's requests after no tokens
+            "--interrupt_requests", "False",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -16,7 +16,7 @@ For each bundled GGUF (SmolLM2-135M Q4_1, Gemma 3 270M Q4_K_M):
 
 Run::
 
-    python benchmarks/fit_vs_llamacpp.py                    # KV at 512 2048 8192 32768; RSS at 512 2048
+    python benchmarks/fit_vs_llamacpp.py      # KV at 512..32768; RSS at 512, 2048
     python benchmarks/fit_vs_llamacpp.py --rss-contexts 512 2048 8192
 
 Prefill of a filled 8192 context takes minutes on a small shared CPU, hence
@@ -60,7 +60,16 @@ RSS_CHILD = textwrap.dedent(
     llm.eval(tokens)
     for _ in range(4):
         llm.eval([llm.sample(temp=0)])
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss across execve, so a child
+    # forked from a big parent would report the parent's peak.
     peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    peak_kib = int(line.split()[1])
+    except OSError:
+        pass
     print(json.dumps({"peak_rss_bytes": peak_kib * 1024, "prompt_tokens": len(tokens)}))
     """
 )

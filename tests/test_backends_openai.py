@@ -16,7 +16,6 @@ from llmpick.backends.base import GenerationRequest, collect
 from llmpick.backends.openai_compat import OpenAIBackend, OpenAIOptions
 from llmpick.errors import (
     AuthenticationError,
-    BackendError,
     ConfigError,
     ContextLengthError,
     EndpointUnreachableError,
@@ -86,10 +85,10 @@ def test_missing_key_variable() -> None:
 
 
 def test_prompt_longer_than_context(llama_server: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """llama-cpp-python's server drops the connection; the error says why."""
+    """The stream closes empty; a non-streamed retry learns the real 400."""
     monkeypatch.setenv("LOCAL_KEY", "sekret")
     b = backend(llama_server, api_key_env="LOCAL_KEY", max_retries=0)
-    with pytest.raises(BackendError, match="closed the connection"):
+    with pytest.raises(ContextLengthError, match="maximum context length is 2048"):
         run(b, GenerationRequest.from_prompt("word " * 3000, max_tokens=4))
 
 

@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from llmpick.bench.store import list_bench_runs
 from llmpick.cli import app
 from llmpick.cli.bench import parse_slo
 from llmpick.context import Context
-from llmpick.errors import UsageError
+from llmpick.errors import BackendError, DataError, UsageError
 from llmpick.store import open_store
 
 pytestmark = pytest.mark.network
@@ -239,3 +240,44 @@ def test_ctrl_c_keeps_partial_results(tmp_path: Path) -> None:
     with open_store(tmp_path / "db.sqlite") as store:
         (stored,) = list_bench_runs(store)
         assert stored["interrupted"] is True
+
+
+def test_unreachable_server_fails_at_warmup(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    config = BenchConfig(prompt_tokens=8, max_tokens=4, requests=2, warmup=1)
+    with pytest.raises(BackendError, match="every warm-up request failed"):
+        run_bench(context(tmp_path), f"openai:fake@http://127.0.0.1:{port}/v1", config)
+
+
+def test_dataset_prompts(server: FakeServer, tmp_path: Path) -> None:
+    data = tmp_path / "prompts.jsonl"
+    data.write_text('{"prompt": "Say hi"}\n\n{"prompt": "Count to three"}\n')
+    config = BenchConfig(dataset=data, max_tokens=4, requests=2, warmup=0)
+    result = run_bench(context(tmp_path), f"openai:fake@{server.base_url}", config)
+    assert result.prompt_tokens is None
+    assert result.results[0].metrics.completed == 1  # the odd request fails
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "no prompt field"}\n')
+    with pytest.raises(DataError, match="no 'prompt'"):
+        run_bench(context(tmp_path), f"openai:fake@{server.base_url}", BenchConfig(dataset=bad))
+
+
+def test_store_schema_has_bench_tables(tmp_path: Path) -> None:
+    with open_store(tmp_path / "s.db") as store:
+        tables = {r[0] for r in store.db.execute("SELECT name FROM sqlite_master")}
+        assert {"bench_runs", "bench_points", "bench_requests"} <= tables
+        columns = [r[1] for r in store.db.execute("PRAGMA table_info(bench_requests)")]
+        assert columns == [
+            "run_id",
+            "point_index",
+            "request_index",
+            "start_s",
+            "end_s",
+            "chunk_times_s",
+            "chunk_tokens",
+            "completion_tokens",
+            "prompt_tokens",
+            "error",
+        ]

@@ -252,11 +252,16 @@ def test_program_dies_when_llmpick_is_killed(tmp_path: Path) -> None:
     import subprocess
 
     marker = f"{7200 + uuid.uuid4().int % 1000}.{uuid.uuid4().int % 10**6}"
+    # the marker reaches the driver through its environment, so only the sandboxed
+    # program carries it on its command line
     driver = (
+        "import os\n"
         "from llmpick.evaluate.sandbox import run_python\n"
-        f"run_python(\"import os\\nos.execv('/bin/sleep', ['sleep', '{marker}'])\", timeout_s=60)\n"
+        "code = f\"import os\\nos.execv('/bin/sleep', ['sleep', '{os.environ['MARKER']}'])\"\n"
+        "run_python(code, timeout_s=60)\n"
     )
-    parent = subprocess.Popen([sys.executable, "-c", driver], cwd=tmp_path)
+    env = {**os.environ, "MARKER": marker}
+    parent = subprocess.Popen([sys.executable, "-c", driver], cwd=tmp_path, env=env)
     try:
         deadline = time.monotonic() + 30
         while not _pids_with(marker) and time.monotonic() < deadline:
@@ -274,7 +279,7 @@ def test_program_dies_when_llmpick_is_killed(tmp_path: Path) -> None:
         from llmpick.evaluate.sandbox import _sweep_stale_dirs
 
         left = list(Path(tempfile.gettempdir()).glob(f"llmpick-sandbox-{parent.pid}-*"))
-        assert len(left) == 1, (list(Path(tempfile.gettempdir()).glob("llmpick-sandbox-*")), parent.pid, tempfile.gettempdir())
+        assert len(left) == 1
         _sweep_stale_dirs.__wrapped__()
         assert not left[0].exists()
     finally:
@@ -282,3 +287,13 @@ def test_program_dies_when_llmpick_is_killed(tmp_path: Path) -> None:
         parent.wait()
         for pid in _pids_with(marker):
             os.kill(pid, signal.SIGKILL)
+
+
+def test_other_processes_are_out_of_sight() -> None:
+    code = "import os\nprint(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
+    result = run_python(code)
+    if not result.isolation.private_proc:
+        pytest.skip(f"no private /proc on this machine: {result.isolation.notes}")
+    assert result.passed, result.stderr
+    assert result.stdout.strip() == "[1]"
+    assert_clean(result)

@@ -111,16 +111,17 @@ class OpenAIBackend(Backend):
             return EndpointUnreachableError(
                 f"request to {where} timed out", "raise timeout_s or check the server's load"
             )
-        if isinstance(exc, openai.APIConnectionError) and "disconnected" in repr(exc.__cause__):
+        if isinstance(exc, openai.APIConnectionError):
+            cause = type(exc.__cause__).__name__ if exc.__cause__ else ""
+            if cause in ("ConnectError", "ConnectTimeout", "") or "Connect" in cause:
+                return EndpointUnreachableError(
+                    f"cannot connect to {self.opts.base_url}",
+                    "start the server or fix base_url (it usually ends in /v1)",
+                )
             return BackendError(
-                f"{where}: the server closed the connection without answering",
+                f"{where}: the server broke the connection without answering ({cause})",
                 "llama-cpp-python's server does this when the prompt exceeds its context "
                 "window; check the prompt length and the server's log",
-            )
-        if isinstance(exc, openai.APIConnectionError):
-            return EndpointUnreachableError(
-                f"cannot connect to {self.opts.base_url}",
-                "start the server or fix base_url (it usually ends in /v1)",
             )
         if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
             env = self.opts.api_key_env
@@ -210,7 +211,10 @@ class OpenAIBackend(Backend):
 
         kwargs = {k: v for k, v in kwargs.items() if k not in ("stream", "stream_options")}
         try:
-            response = await self._get_client().chat.completions.create(**kwargs)
+            # At least one retry: the streamed attempt may have left a dead
+            # keep-alive connection in the pool.
+            client = self._get_client().with_options(max_retries=max(1, self.opts.max_retries))
+            response = await client.chat.completions.create(**kwargs)
         except openai.OpenAIError as exc:
             raise self._translate(exc) from exc
         now = time.perf_counter()

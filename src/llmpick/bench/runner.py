@@ -42,7 +42,7 @@ from llmpick.bench.prompts import (
 )
 from llmpick.bench.results import BenchResult, Estimate, LoadResult
 from llmpick.context import Context
-from llmpick.errors import LlmpickError, UsageError
+from llmpick.errors import BackendError, LlmpickError, UsageError
 
 __all__ = ["BenchConfig", "BenchInterrupted", "config_summary", "run_bench"]
 
@@ -126,7 +126,7 @@ def _device(backend: Backend, memory: MemoryReport | None) -> str:
 
 
 def _estimate(
-    spec: ModelSpec, backend: Backend, config: BenchConfig, prompt_tokens: int | None
+    spec: ModelSpec, backend: Backend, window: int | None, prompt_tokens: int | None
 ) -> tuple[Estimate | None, str | None]:
     """Ask ``fit`` for its estimate of this model on this machine; None and why if none."""
     if not backend.is_local and not _is_loopback(backend.describe().base_url):
@@ -138,7 +138,7 @@ def _estimate(
     path = getattr(backend, "path", None)
     model_ref = str(path) if path is not None else (spec.catalog_id or spec.model)
     kwargs: dict[str, Any] = {
-        "context": backend.context_length() or 4096,
+        "context": window or 4096,
         "batch": 1,
         "prompt_tokens": prompt_tokens,
     }
@@ -237,10 +237,19 @@ async def _drive(
 ) -> None:
     config = run.config
     gate = asyncio.Lock() if backend.is_local else None
+    warmup_errors: list[str] = []
     for i in range(config.warmup):
         run.tell(f"warm-up {i + 1}/{config.warmup}")
         request, _ = make_request(-1 - i)
-        await send_request(backend, request, gate)
+        timing = await send_request(backend, request, gate)
+        if timing.error:
+            warmup_errors.append(timing.error)
+    if config.warmup and len(warmup_errors) == config.warmup:
+        raise BackendError(
+            f"every warm-up request failed: {warmup_errors[-1]}",
+            "check that the model answers (llmpick run -m MODEL 'hi'); --warmup 0 measures "
+            "failures as errors instead",
+        )
     base_url = None if backend.is_local else backend.describe().base_url
     offset = 0
     for point in config.load_points():
@@ -313,9 +322,12 @@ def run_bench(context: Context, model_spec: str | ModelSpec, config: BenchConfig
             )
         window = backend.context_length()
         prompts: list[str] | None = None
+        typical_prompt_tokens = config.prompt_tokens
         if config.dataset is not None:
             prompts = load_dataset_prompts(config.dataset)
-            longest = max(counter.content_tokens(p) for p in prompts)
+            lengths = [counter.content_tokens(p) for p in prompts]
+            longest = max(lengths)
+            typical_prompt_tokens = round(sum(lengths) / len(lengths))
             if window is not None and longest >= window:
                 raise UsageError(
                     f"a prompt in {config.dataset} has {longest} tokens but {spec.name} "
@@ -421,7 +433,7 @@ def run_bench(context: Context, model_spec: str | ModelSpec, config: BenchConfig
                     f"{mismatched} replies had a backend token count that differs from "
                     f"{counter.source}'s count of their text by more than 5%"
                 )
-        estimate, why = _estimate(spec, backend, config, result.prompt_tokens)
+        estimate, why = _estimate(spec, backend, window, typical_prompt_tokens)
         result.estimate = estimate
         if why:
             result.notes.append(why)

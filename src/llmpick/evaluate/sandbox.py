@@ -7,10 +7,13 @@ its row without harming the machine or the run.
 
 Layers, each best effort and recorded in :class:`SandboxIsolation`:
 
-- a fresh temporary working directory, deleted afterwards; stdout and stderr go
-  to files (capped by ``RLIMIT_FSIZE``), never to pipes a grandchild could hold;
-- a scrubbed environment (minimal ``PATH``, no ``HOME``, no keys) and ``python -I``;
+- a fresh temporary working directory, deleted afterwards (one left by a killed
+  llmpick is swept by the next); stdout and stderr go to files (capped by
+  ``RLIMIT_FSIZE``), never to pipes a grandchild could hold open;
+- a scrubbed environment (``PATH=/usr/bin:/bin``, ``HOME`` pointing nowhere, no
+  keys or tokens) and ``python -I``;
 - a new session and process group, killed as a whole at the end and on timeout;
+  the launcher and the program die with llmpick (``PR_SET_PDEATHSIG``);
 - resource limits: address space, CPU seconds, processes, file size, open
   files, no core dumps;
 - on Linux, new network, PID and mount namespaces (``unshare(2)`` through
@@ -65,6 +68,7 @@ _CLONE_NEWNET = 0x40000000
 _MS_RDONLY = 1
 _MS_NOSUID = 2
 _MS_NODEV = 4
+_MS_NOEXEC = 8
 _MS_REMOUNT = 32
 _MS_BIND = 4096
 _MS_REC = 16384
@@ -82,6 +86,7 @@ class SandboxIsolation:
     readonly_root: bool = False  # / remounted read-only (the working directory stays writable)
     uid: int | None = None  # the unprivileged uid the program ran as, if privileges were dropped
     rlimits: bool = False  # memory, CPU, process, file-size and open-file limits set
+    private_proc: bool = False  # /proc shows only the sandbox's processes
     notes: list[str] = field(default_factory=list)  # why a layer is missing
 
 
@@ -228,6 +233,7 @@ def _run_in(base: Path, code: str, files: dict[str, str], config: dict[str, Any]
             if "isolation" in message:
                 isolation = SandboxIsolation(**message["isolation"])
             wait_status = message.get("wait_status", wait_status)
+            isolation.private_proc = isolation.private_proc or bool(message.get("private_proc"))
     exit_code = _exit_code(wait_status)
     if timed_out:
         reason = f"timed out after {config['timeout_s']:g} s"
@@ -397,6 +403,12 @@ def _launch(config: dict[str, Any]) -> None:
     pid = os.fork()
     if pid == 0:
         try:
+            if isolation.pid_namespace and isolation.private_tmp:
+                # a /proc of the new PID namespace: other processes' command lines
+                # (which may hold keys) are out of sight
+                with contextlib.suppress(OSError):
+                    _mount("proc", "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
+                    os.write(status_fd, b'{"private_proc": true}\n')
             if uid is not None:
                 os.setgroups([])
                 os.setresgid(uid, uid, uid)

@@ -1,0 +1,1 @@
+"""The bundled sample dataset (``sample.csv``) that ``llmpick choose`` runs by default."""

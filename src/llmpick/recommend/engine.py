@@ -1,0 +1,291 @@
+"""Constraints -> hard filters -> ranking -> an explained shortlist.
+
+Hard filters, in order (the first one a model fails is its exclusion reason):
+instruct/chat only (base models unless ``include_base``), license, minimum
+context, languages, size, API price, then *fits*: the best quantization that
+fits the device at the needed context, tried from highest quality down
+(:data:`llmpick.fit.quant.QUALITY_ORDER`, restricted to the runtime's formats).
+
+Ranking, each part in [0, 1], combined with the weights (default quality 0.6,
+speed 0.2, cost 0.2):
+
+- quality: ``0.8 x evidence + 0.2 x specialization match``. Evidence is the mean
+  over the task's benchmarks (:mod:`llmpick.recommend.tasks`) the model reports,
+  each min-max normalised across every catalog model reporting it (raw value /
+  100 when fewer than 3 do); several sources for one benchmark are averaged.
+  With no evidence, a size prior ``log10(params / 1e8) / 3.5`` stands in at
+  half weight and confidence is ``low``. Quantization below Q4 costs 0.05.
+- speed: estimated decode tokens/s as ``tps / (tps + 30)`` (30 tokens/s -> 0.5);
+  0 when the device's bandwidth is unknown.
+- cost: the headroom left on the device, ``1 - total_bytes / usable memory``
+  (a smaller footprint means a cheaper machine or more concurrent users); an
+  API price, where the catalog lists one, only filters (``max_price``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from llmpick.errors import UsageError
+from llmpick.fit import QUALITY_ORDER, FitResult, fit_model, get_quantization, shape_from_card
+from llmpick.hardware import Device, detect_local, get_device
+from llmpick.recommend.models import (
+    Candidate,
+    Constraints,
+    Evidence,
+    Exclusion,
+    Recommendation,
+)
+from llmpick.recommend.tasks import TASK_BENCHMARKS, TASK_SPECIALIZATION
+
+if TYPE_CHECKING:
+    from llmpick.catalog import Catalog, ModelCard
+
+__all__ = ["recommend"]
+
+_LOW_QUANTS = ("Q3_K_M", "Q2_K")
+
+
+def _device(constraints: Constraints) -> Device:
+    if constraints.device is None:
+        return detect_local()
+    return get_device(constraints.device)
+
+
+def _quant_order(constraints: Constraints) -> list[str]:
+    if constraints.quant:
+        return [get_quantization(constraints.quant).name]
+    return [
+        name for name in QUALITY_ORDER if constraints.runtime in get_quantization(name).runtimes
+    ]
+
+
+def _benchmark_ranges(cards: Iterable[ModelCard]) -> dict[str, tuple[float, float, int]]:
+    values: dict[str, list[float]] = {}
+    for card in cards:
+        per_card: dict[str, list[float]] = {}
+        for b in card.benchmarks:
+            per_card.setdefault(b.name, []).append(b.value)
+        for name, vals in per_card.items():
+            values.setdefault(name, []).append(sum(vals) / len(vals))
+    return {name: (min(v), max(v), len(v)) for name, v in values.items()}
+
+
+def _normalise(value: float, lo: float, hi: float, count: int) -> float:
+    if count < 3 or hi - lo < 1e-9:
+        return value / 100
+    return (value - lo) / (hi - lo)
+
+
+def _quality(
+    card: ModelCard, task: str, ranges: dict[str, tuple[float, float, int]]
+) -> tuple[float, str, list[Evidence], list[str]]:
+    wanted = TASK_BENCHMARKS[task]
+    evidence: list[Evidence] = []
+    normalised: list[float] = []
+    for name in wanted:
+        scores = card.scores(name)
+        if not scores:
+            continue
+        mean = sum(s.value for s in scores) / len(scores)
+        lo, hi, count = ranges[name]
+        normalised.append(_normalise(mean, lo, hi, count))
+        for s in scores:
+            evidence.append(
+                Evidence(
+                    benchmark=name,
+                    value=s.value,
+                    protocol=s.protocol.describe(),
+                    source=s.source,
+                    origin=s.origin,
+                )
+            )
+    missing = [n for n in wanted if not card.scores(n)]
+    specialised = any(s in card.specialization for s in TASK_SPECIALIZATION.get(task, ()))
+    bonus = 0.2 if specialised else 0.0
+    if normalised:
+        quality = 0.8 * (sum(normalised) / len(normalised)) + bonus
+        confidence = "high" if len(normalised) >= 2 else "medium"
+    else:
+        prior = min(max(math.log10(card.params.total / 1e8) / 3.5, 0.0), 1.0)
+        quality = 0.8 * 0.5 * prior + bonus
+        confidence = "low"
+    return quality, confidence, evidence, missing
+
+
+def _speed_score(tps: float | None) -> float:
+    return 0.0 if not tps else tps / (tps + 30)
+
+
+def _first_failed_filter(card: ModelCard, c: Constraints) -> str | None:
+    if "base" in card.specialization and not c.include_base:
+        return "base (pretrained) model; pass include_base to consider it"
+    if c.license == "commercial" and not card.license.commercial_use:
+        return f"license {card.license.name} does not allow commercial use"
+    if c.license == "permissive" and not card.license.permissive:
+        restrictions = "; ".join(card.license.restrictions[:1]) or "not permissive"
+        return f"license {card.license.name} is not permissive ({restrictions})"
+    if c.min_context and card.context.max < c.min_context:
+        return f"context {card.context.max:,} is below the required {c.min_context:,}"
+    if c.languages:
+        lacking = [lang for lang in c.languages if lang not in card.languages]
+        if lacking:
+            return f"does not list language(s) {', '.join(lacking)}"
+    if c.max_params_b is not None and card.params.total > c.max_params_b * 1e9:
+        return f"{card.params.total / 1e9:.1f}B parameters exceed the {c.max_params_b:g}B limit"
+    if c.max_price is not None and card.prices:
+        cheapest = min(p.output_usd_per_mtok for p in card.prices)
+        if cheapest > c.max_price:
+            return f"cheapest API output price ${cheapest:g}/Mtok exceeds ${c.max_price:g}"
+    return None
+
+
+def _best_fit(
+    card: ModelCard, c: Constraints, device: Device, context: int
+) -> tuple[FitResult | None, FitResult | None]:
+    """(first fitting result, smallest tried result)."""
+    shape = shape_from_card(card)
+    smallest: FitResult | None = None
+    for quant in _quant_order(c):
+        result = fit_model(shape, quant=quant, context=context, runtime=c.runtime, device=device)
+        if result.fits:
+            return result, smallest
+        smallest = result
+    return None, smallest
+
+
+def recommend(constraints: Constraints, catalog: Catalog | None = None) -> Recommendation:
+    """Filter the catalog by ``constraints``, rank what is left, and explain it.
+
+    Every candidate fits the device (``fits`` is True) with the quantization
+    shown. Raises HardwareError/QuantizationError/UsageError for bad input.
+    """
+    if constraints.task not in TASK_BENCHMARKS:
+        raise UsageError(
+            f"unknown task {constraints.task!r}", "use one of: " + ", ".join(TASK_BENCHMARKS)
+        )
+    if catalog is None:
+        from llmpick.catalog import load_catalog
+
+        catalog = load_catalog()
+    device = _device(constraints)
+    context = constraints.context or constraints.min_context or 4096
+    ranges = _benchmark_ranges(catalog)
+    weights = constraints.weights.normalised()
+    candidates: list[Candidate] = []
+    excluded: list[tuple[float, Exclusion]] = []
+
+    for card in catalog:
+        quality, confidence, evidence, missing = _quality(card, constraints.task, ranges)
+        failed = _first_failed_filter(card, constraints)
+        if failed is not None:
+            excluded.append((quality, Exclusion(id=card.id, reason=failed)))
+            continue
+        fit, smallest = _best_fit(card, constraints, device, context)
+        if fit is None:
+            tried = smallest.quant if smallest else "any quantization"
+            need = f" (needs {smallest.total_bytes / 2**30:.1f} GiB)" if smallest else ""
+            excluded.append(
+                (
+                    quality,
+                    Exclusion(
+                        id=card.id,
+                        reason=f"does not fit {device.name} at {context:,} tokens even at "
+                        f"{tried}{need}; usable {device.usable_memory_bytes / 2**30:.1f} GiB",
+                    ),
+                )
+            )
+            continue
+        if fit.quant in _LOW_QUANTS:
+            quality -= 0.05
+        speed = _speed_score(fit.decode_tokens_per_second)
+        budget = fit.usable_memory_bytes or device.usable_memory_bytes
+        cost = max(0.0, 1 - fit.total_bytes / budget)
+        score = weights.quality * quality + weights.speed * speed + weights.cost * cost
+        reasons = _reasons(card, constraints, fit, evidence, missing, confidence, quality)
+        candidates.append(
+            Candidate(
+                id=card.id,
+                score=round(score, 4),
+                quant=fit.quant,
+                fits=True,
+                params_total=card.params.total,
+                params_active=card.params.active_or_total,
+                context_max=card.context.max,
+                estimated_memory_bytes=fit.total_bytes,
+                decode_tokens_per_second=fit.decode_tokens_per_second,
+                quality=round(quality, 4),
+                speed_score=round(speed, 4),
+                cost_score=round(cost, 4),
+                confidence=confidence,
+                evidence=evidence,
+                missing_benchmarks=missing,
+                reasons=reasons,
+            )
+        )
+    candidates.sort(key=lambda cand: (-cand.score, cand.id))
+    excluded.sort(key=lambda pair: (-pair[0], pair[1].id))
+    return Recommendation(
+        task=constraints.task,
+        device=device.summary(),
+        context=context,
+        weights=weights,
+        candidates=candidates[: constraints.top],
+        excluded=[e for _, e in excluded],
+    )
+
+
+def _reasons(
+    card: ModelCard,
+    c: Constraints,
+    fit: FitResult,
+    evidence: list[Evidence],
+    missing: list[str],
+    confidence: str,
+    quality: float,
+) -> list[str]:
+    reasons = []
+    if evidence:
+        shown = ", ".join(
+            f"{e.benchmark} {e.value:g} ({e.protocol}; {e.source})" for e in evidence[:4]
+        )
+        reasons.append(f"evidence for {c.task}: {shown}")
+    else:
+        reasons.append(
+            f"no {c.task} benchmark in the catalog; ranked on a size prior (confidence low)"
+        )
+    spec = TASK_SPECIALIZATION.get(c.task, ())
+    if any(s in card.specialization for s in spec):
+        reasons.append(f"specialised for {c.task} ({', '.join(card.specialization)})")
+    reasons.append(
+        f"fits at {fit.quant}: estimated {fit.total_bytes / 2**30:.1f} GiB of "
+        f"{(fit.usable_memory_bytes or 0) / 2**30:.1f} GiB usable at {fit.context:,} tokens "
+        f"({fit.runtime})"
+    )
+    if fit.quant != _best_quant_name(c):
+        reasons.append(
+            f"binding constraint: memory; higher-precision formats do not fit, {fit.quant} is "
+            "the best that does"
+        )
+    if fit.decode_tokens_per_second:
+        reasons.append(f"estimated decode {fit.decode_tokens_per_second:.0f} tokens/s")
+    reasons.append(
+        f"license {card.license.name}"
+        + (" (permissive)" if card.license.permissive else "")
+        + ("" if card.license.commercial_use else ", no commercial use")
+    )
+    if c.languages:
+        reasons.append(f"languages {', '.join(c.languages)} listed")
+    if missing and confidence != "high":
+        reasons.append(f"confidence {confidence}: missing {', '.join(missing[:4])}")
+    else:
+        reasons.append(f"confidence {confidence}")
+    del quality
+    return reasons
+
+
+def _best_quant_name(c: Constraints) -> str:
+    order = _quant_order(c)
+    return order[0] if order else ""
