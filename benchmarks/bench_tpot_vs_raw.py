@@ -4,8 +4,9 @@ Both sides load the bundled SmolLM2 GGUF with the same n_ctx and threads, send
 the same prompts (text of exactly ``--prompt-tokens`` tokens, wrapped in the
 model's chat template), ask for ``--max-tokens`` tokens with end-of-sequence
 left on (greedy decoding, so both emit the same tokens), and compute
-TPOT = (E2E - TTFT) / (N - 1) per request; medians are compared. The raw side is ``Llama.create_completion(stream=True)`` timed here
-with ``time.perf_counter`` and no llmpick code in the loop. The two runs are
+TPOT = (E2E - TTFT) / (N - 1) per request; medians are compared. The raw
+side is ``Llama.create_completion(stream=True)`` timed here with
+``time.perf_counter`` and no llmpick code in the loop. The two runs are
 interleaved in rounds so machine load drifts hit both alike.
 
 Run:  python benchmarks/bench_tpot_vs_raw.py [--rounds 5] [--requests 2]
@@ -85,7 +86,8 @@ def main() -> None:
     theirs: list[float] = []
     for r in range(args.rounds):
         batch = slice(r * args.requests, (r + 1) * args.requests)
-        theirs += raw_tpots(raw, rendered[batch], args.max_tokens)
+        raw_round = raw_tpots(raw, rendered[batch], args.max_tokens)
+        theirs += raw_round
         # the same texts, one per line, as a dataset (the warm-up takes the last one)
         dataset = Path(workdir) / f"round{r}.txt"
         dataset.write_text("\n".join(texts[batch]) + "\n", encoding="utf-8")

@@ -77,19 +77,12 @@ def test_two_bundled_models_table_intervals_comparison_then_cache(
         assert store.db.execute("SELECT COUNT(*) FROM cells").fetchone()[0] == 16
 
 
-@pytest.mark.slow
-def test_kill_9_mid_run_then_rerun_completes_without_loss_or_repeats(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.chdir(tmp_path)
-    rows = ["id,prompt"] + [f"{i},Write one sentence about the number {i}." for i in range(12)]
-    Path("n.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    db = tmp_path / "k.db"
-    args = [
-        LLMPICK, "eval", "n.csv", "-m", "smollm2-135m-instruct", "--max-tokens", "32",
-        "--seed", "1", "--db", str(db), "--format", "json",
-    ]  # fmt: skip
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+def _interrupt_after(
+    args: list[str], db: Path, cells: int, signum: int, stderr: Path
+) -> subprocess.Popen[bytes]:
+    """Start ``llmpick eval`` and send ``signum`` once ``cells`` cells are committed."""
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
     try:
         deadline = time.monotonic() + 300
         done: list[tuple[str, str, int, str | None]] = []
@@ -99,16 +92,38 @@ def test_kill_9_mid_run_then_rerun_completes_without_loss_or_repeats(
                     done = _cells(db)
                 except sqlite3.OperationalError:
                     done = []  # tables not created yet
-            if len(done) >= 3:
+            if len(done) >= cells:
                 break
             time.sleep(0.05)
-        assert proc.poll() is None, "the run finished before it could be killed"
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
+        assert proc.poll() is None, "the run finished before it could be interrupted"
+        os.kill(proc.pid, signum)
+        proc.wait(60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait(30)
+    return proc
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT])
+def test_interrupted_mid_run_then_rerun_completes_without_loss_or_repeats(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    rows = ["id,prompt"] + [f"{i},Write one sentence about the number {i}." for i in range(12)]
+    Path("n.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    db = tmp_path / "k.db"
+    args = [
+        LLMPICK, "eval", "n.csv", "-m", "smollm2-135m-instruct", "--max-tokens", "32",
+        "--seed", "1", "--db", str(db), "--format", "json",
+    ]  # fmt: skip
+    proc = _interrupt_after(args, db, 3, signum, tmp_path / "stderr.txt")
+    if signum == signal.SIGINT:
+        assert proc.returncode == 130
+        assert "interrupted; finished work was saved" in (tmp_path / "stderr.txt").read_text()
+        with open_store(db) as store:
+            assert store.list_runs()[0].status == "interrupted"
     before = _cells(db)
     assert 3 <= len(before) < 12
     rerun = subprocess.run(args, capture_output=True, text=True, timeout=600)
@@ -118,7 +133,7 @@ def test_kill_9_mid_run_then_rerun_completes_without_loss_or_repeats(
     assert len(after) == 12
     assert len({(m, r, k) for m, r, k, _ in after}) == 12
     assert all(g is not None for *_, g in after)
-    # the cells that finished before the kill were kept, not regenerated
+    # the cells that finished before the interruption were kept, not regenerated
     assert summary["cells_cached"] == len(before)
     assert set(before) <= set(after)
     with open_store(db) as store:

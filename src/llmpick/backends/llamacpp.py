@@ -80,6 +80,11 @@ class LlamaCppOptions(BackendOptions):
     n_gpu_layers: int = Field(0, description="layers offloaded to the GPU; -1 = all")
     n_batch: int = Field(512, ge=1, description="prompt tokens evaluated per batch")
     flash_attn: bool = False
+    swa_full: bool = Field(
+        True,
+        description="full-size cache for sliding-window layers (llama.cpp's default); "
+        "False keeps them at their window and saves memory on Gemma 2/3 and gpt-oss",
+    )
     # llama-cpp-python's create_completion defaults, so results match its own.
     top_k: int = Field(40, ge=0)
     min_p: float = Field(0.05, ge=0.0, le=1.0)
@@ -218,6 +223,7 @@ class LlamaCppBackend(Backend):
                 n_gpu_layers=opts.n_gpu_layers,
                 n_batch=opts.n_batch,
                 flash_attn=opts.flash_attn,
+                swa_full=opts.swa_full,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
