@@ -6,8 +6,9 @@ model's chat template), ask for ``--max-tokens`` tokens with end-of-sequence
 left on (greedy decoding, so both emit the same tokens), and compute
 TPOT = (E2E - TTFT) / (N - 1) per request; medians are compared. The raw
 side is ``Llama.create_completion(stream=True)`` timed here with
-``time.perf_counter`` and no llmpick code in the loop. The two runs are
-interleaved in rounds so machine load drifts hit both alike.
+``time.perf_counter`` and no llmpick code in the loop. The two sides alternate in
+short rounds so drifts in machine load hit both alike; the per-round ratios'
+median is the result.
 
 Run:  python benchmarks/bench_tpot_vs_raw.py [--rounds 5] [--requests 2]
 Target: ratio llmpick / raw within 0.90-1.10.
@@ -16,6 +17,7 @@ Target: ratio llmpick / raw within 0.90-1.10.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import statistics
 import tempfile
 import time
@@ -58,8 +60,8 @@ def raw_tpots(llm: Llama, prompts: list[str], max_tokens: int) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--requests", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--requests", type=int, default=2, help="per side per round")
     parser.add_argument("--prompt-tokens", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--n-ctx", type=int, default=1024)
@@ -77,17 +79,17 @@ def main() -> None:
     total = args.rounds * args.requests
     texts = [synthetic_prompt(counter, args.prompt_tokens, seed=i) for i in range(total)]
     rendered = [helper.render_prompt(GenerationRequest.from_prompt(t))[0] for t in texts]
-    del helper
+    asyncio.run(helper.aclose())
 
     raw = Llama(model_path=str(gguf), n_ctx=args.n_ctx, n_threads=args.threads, verbose=False)
     raw_tpots(raw, rendered[:1], args.max_tokens)  # warm-up
     workdir = tempfile.mkdtemp(prefix="llmpick-bench-")
     ours: list[float] = []
     theirs: list[float] = []
+    ratios: list[float] = []
     for r in range(args.rounds):
         batch = slice(r * args.requests, (r + 1) * args.requests)
         raw_round = raw_tpots(raw, rendered[batch], args.max_tokens)
-        theirs += raw_round
         # the same texts, one per line, as a dataset (the warm-up takes the last one)
         dataset = Path(workdir) / f"round{r}.txt"
         dataset.write_text("\n".join(texts[batch]) + "\n", encoding="utf-8")
@@ -101,20 +103,24 @@ def main() -> None:
             ignore_eos=False,
         )
         result = run_bench(context, spec, config)
-        ours += [
+        ours_round = [
             v for t in result.results[0].timings if (v := time_per_output_token_s(t)) is not None
         ]
+        ours += ours_round
+        theirs += raw_round
+        ratios.append(statistics.median(ours_round) / statistics.median(raw_round))
         print(
-            f"round {r + 1}: llmpick median TPOT {statistics.median(ours) * 1000:.2f} ms, "
-            f"raw {statistics.median(theirs) * 1000:.2f} ms",
+            f"round {r + 1}: median TPOT llmpick {statistics.median(ours_round) * 1000:.2f} ms,"
+            f" raw {statistics.median(raw_round) * 1000:.2f} ms, ratio {ratios[-1]:.3f}",
             flush=True,
         )
-    ratio = statistics.median(ours) / statistics.median(theirs)
+    ratio = statistics.median(ratios)
     print(
-        f"TPOT (measured, median of {len(ours)} / {len(theirs)} requests): "
+        f"TPOT (measured; medians of {len(ours)} / {len(theirs)} requests): "
         f"llmpick {statistics.median(ours) * 1000:.2f} ms, "
-        f"raw llama-cpp-python {statistics.median(theirs) * 1000:.2f} ms, "
-        f"ratio {ratio:.3f} ({'within' if 0.9 <= ratio <= 1.1 else 'OUTSIDE'} 10%)"
+        f"raw llama-cpp-python {statistics.median(theirs) * 1000:.2f} ms; "
+        f"median per-round ratio llmpick/raw {ratio:.3f} "
+        f"({'within' if 0.9 <= ratio <= 1.1 else 'OUTSIDE'} 10%)"
     )
 
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from llmpick.cli import main
 from conftest import free_port
+from llmpick.cli import main
 
 CSV = """id,question,answer,good,bad
 1,Capital of France?,Paris,Paris,Lyon
@@ -126,7 +126,7 @@ def test_bad_input_is_one_line_error(
 ) -> None:
     Path("empty.csv").write_text("", encoding="utf-8")
     Path("llmpick.db").touch()
-    code, out, err = run_cli(args, capsys, monkeypatch)
+    code, _out, err = run_cli(args, capsys, monkeypatch)
     assert code == 2
     assert err.startswith("error: ")
     assert message in err

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 
@@ -114,9 +115,7 @@ def test_repeats_seeds_and_prices(context: Context, data: Path, tmp_path: Path) 
         seeds = sorted(
             {
                 r[0]
-                for r in store.db.execute(
-                    "SELECT json_extract(params, '$.seed') FROM generations"
-                )
+                for r in store.db.execute("SELECT json_extract(params, '$.seed') FROM generations")
             }
         )
         assert seeds == [7, 8, 9]
@@ -150,7 +149,9 @@ def test_interrupted_run_resumes_the_same_run(context: Context, data: Path, tmp_
     # simulate a killed process: drop half the cells and mark the run unfinished
     raw = sqlite3.connect(db)
     raw.execute("PRAGMA foreign_keys = ON")
-    raw.execute("DELETE FROM cells WHERE run_id = ? AND row_id IN ('4', '5', '6')", (result.run_id,))
+    raw.execute(
+        "DELETE FROM cells WHERE run_id = ? AND row_id IN ('4', '5', '6')", (result.run_id,)
+    )
     raw.execute("UPDATE runs SET status = 'running' WHERE id = ?", (result.run_id,))
     raw.commit()
     raw.close()
@@ -170,7 +171,7 @@ def test_bad_input_raises_typed_errors(context: Context, data: Path, tmp_path: P
     with pytest.raises(ScorerError, match="unknown scorer 'nope'"):
         run_eval(context, data, MODELS, ["nope"], PARAMS, db)
     with pytest.raises(ScorerError):
-        run_eval(context, data, MODELS, ["json:schema={\"type\": 12}"], PARAMS, db)
+        run_eval(context, data, MODELS, ['json:schema={"type": 12}'], PARAMS, db)
     with pytest.raises(ScorerError, match="judge"):
         run_eval(context, data, MODELS, ["pairwise"], PARAMS, db)
     with pytest.raises(UsageError, match="twice"):
@@ -188,3 +189,51 @@ def test_column_outputs_depend_on_the_row_not_only_the_prompt(
     path.write_text("id,prompt,expected,out\n1,same,a,a\n2,same,b,b\n", encoding="utf-8")
     result = run_eval(context, path, ["column:out"], ["exact"], PARAMS, tmp_path / "r.db")
     assert result.models["column:out"].mean == 1.0
+
+
+def test_adaptive_limiter_halves_on_rate_limit_and_grows_back() -> None:
+    asyncio.run(_limiter_scenario())
+
+
+async def _limiter_scenario() -> None:
+    from llmpick.evaluate.concurrency import AdaptiveLimiter
+
+    limiter = AdaptiveLimiter(8)
+    peak = 0
+
+    async def hold() -> None:
+        nonlocal peak
+        async with limiter.slot():
+            peak = max(peak, limiter.active)
+            await asyncio.sleep(0.01)
+
+    await asyncio.gather(*(hold() for _ in range(20)))
+    assert peak == 8
+    limiter.rate_limited()
+    limiter.rate_limited()
+    assert limiter.limit == 2
+    peak = 0
+    await asyncio.gather(*(hold() for _ in range(10)))
+    assert peak == 2
+    for _ in range(10):
+        await limiter.succeeded()
+    assert limiter.limit == 8
+    for _ in range(5):
+        limiter.rate_limited()
+    assert limiter.limit == 1
+
+
+def test_public_api_is_locked() -> None:
+    import llmpick.evaluate
+    import llmpick.store
+
+    assert set(llmpick.evaluate.__all__) == {
+        "CategorySummary", "ColumnMapping", "ComparisonSummary", "Dataset", "EvalResult",
+        "LatencySummary", "ModelPrice", "ModelSummary", "Row", "RunOptions", "ScoreSummary",
+        "arun_eval", "cell_rows", "load_dataset", "rescore_run", "run_eval", "side_by_side",
+        "summarize",
+    }  # fmt: skip
+    assert set(llmpick.store.__all__) == {
+        "DEFAULT_DB", "SCHEMA_VERSION", "CellRecord", "GenerationRecord", "RunRecord", "RunRow",
+        "ScoreRecord", "Store", "open_store",
+    }  # fmt: skip

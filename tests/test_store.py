@@ -99,7 +99,7 @@ def test_migrations_produce_the_expected_schema(tmp_path: Path) -> None:
 
 
 def test_migrations_are_ordered_and_resume_from_any_version(tmp_path: Path) -> None:
-    assert SCHEMA_VERSION == len(MIGRATIONS)
+    assert len(MIGRATIONS) == SCHEMA_VERSION
     db = sqlite3.connect(tmp_path / "partial.db", isolation_level=None)
     MIGRATIONS[0](db)
     db.execute("PRAGMA user_version = 1")

@@ -60,7 +60,7 @@ SPEED_HALF_POINT_TPS = 30.0
 
 def sample_data_path() -> Path:
     """Path of the bundled sample dataset (40 rows, mixed tasks and languages)."""
-    return Path(str(resources.files("llmpick.data").joinpath("sample.csv")))
+    return Path(str(resources.files("llmpick.data").joinpath("sample.jsonl")))
 
 
 class ChooseOptions(BaseModel):
@@ -309,9 +309,7 @@ def _performance(bench: dict[str, Any], eval_model: Any) -> dict[str, Any]:
         "device": bench.get("device"),
         "measured": {
             "time_to_first_token_s_p50": (first.get("time_to_first_token_s") or {}).get("p50"),
-            "time_per_output_token_s_p50": (first.get("time_per_output_token_s") or {}).get(
-                "p50"
-            ),
+            "time_per_output_token_s_p50": (first.get("time_per_output_token_s") or {}).get("p50"),
             "output_tokens_per_second": first.get("output_tokens_per_second"),
             "peak_memory_bytes": bench.get("peak_memory_bytes"),
             "eval_latency_p50_s": eval_model.latency_s.p50 if eval_model else None,
@@ -462,7 +460,9 @@ def _verdict(
             comparisons=sentences,
         )
     more = [
-        f"{m}: about {n} more prompts" if n else f"{m}: no difference observed"
+        f"{m}: no difference observed"
+        if n is None
+        else (f"{m}: about {n} more prompts" if n else f"{m}: a few more prompts")
         for m, n in needed.items()
     ]
     return Verdict(
@@ -470,8 +470,7 @@ def _verdict(
         leader=top.model,
         sentence=f"no winner yet: {top.model} leads on the weighted score "
         f"({top.weighted_score:.3f}) but its quality is not distinguishable from "
-        f"{', '.join(tied)}"
-        + (f" (roughly, to decide: {'; '.join(more)})" if more else ""),
+        f"{', '.join(tied)}" + (f" (roughly, to decide: {'; '.join(more)})" if more else ""),
         tied=[top.model, *tied],
         prompts_needed=needed,
         comparisons=sentences,
@@ -486,10 +485,19 @@ def _pick_scorers(options: ChooseOptions, dataset: Any) -> list[str] | None:
         return list(options.scorers)
     if dataset.default_scorers:
         return None
+    from llmpick.evaluate.scorers import default_scorers
     from llmpick.evaluate.scorers.auto import row_kind
 
     kinds = {row_kind(r.data, r.expected) for r in dataset.rows} - {"judge"}
-    return ["auto"] if len(kinds) > 1 else None
+    if not kinds:
+        return None
+    column_default = default_scorers(
+        dataset.columns, [r.data for r in dataset.rows], expected_column=dataset.expected_column
+    )
+    if len(kinds) == 1 and column_default and column_default[0].name == next(iter(kinds)):
+        return None
+    # mixed rows (code, JSON, numbers, text): pick the scorer row by row
+    return ["auto"]
 
 
 def choose(context: Any, options: ChooseOptions) -> ChooseResult:
@@ -500,7 +508,7 @@ def choose(context: Any, options: ChooseOptions) -> ChooseResult:
     """
     from llmpick.catalog import load_catalog
     from llmpick.evaluate import RunOptions, cell_rows, load_dataset, run_eval, side_by_side
-    from llmpick.hardware import detect_local
+    from llmpick.hardware import detect_local, get_device
     from llmpick.store import open_store
 
     timing: dict[str, float] = {}
@@ -598,15 +606,13 @@ def choose(context: Any, options: ChooseOptions) -> ChooseResult:
     cost_here: dict[str, CostRow] = {}
     hourly_here = hourly_price(here, options.gpu_hourly_usd)
     for name, perf in performance.items():
-        bench = perf.get("bench")
+        bench_doc = perf.get("bench")
         status = next(s for s in statuses if s.name == name)
         card = catalog.find(status.catalog_id) if status.catalog_id else None
-        throughput = measured_throughput(bench, options.concurrency) if bench else None
+        throughput = measured_throughput(bench_doc, options.concurrency) if bench_doc else None
         cost_here[name] = self_hosted_row(name, here, throughput, hourly_here, card)
     cost_rows = list(cost_here.values())
     target = rec.device
-    from llmpick.hardware import get_device
-
     target_device = get_device(options.device) if options.device else here
     hourly_target = hourly_price(target_device, options.gpu_hourly_usd)
     for cand in rec.candidates:
@@ -647,7 +653,9 @@ def choose(context: Any, options: ChooseOptions) -> ChooseResult:
         evaluation=evaluation.model_dump(mode="json") if evaluation else None,
         samples=samples,
         failures=failures,
-        performance={k: {x: y for x, y in v.items() if x != "bench"} for k, v in performance.items()},
+        performance={
+            k: {x: y for x, y in v.items() if x != "bench"} for k, v in performance.items()
+        },
         cost=cost_rows,
         ranking=ranking,
         verdict=verdict,
@@ -657,7 +665,9 @@ def choose(context: Any, options: ChooseOptions) -> ChooseResult:
     )
 
 
-def _samples(table: list[dict[str, Any]], dataset: Any, per_category: int = 2) -> list[dict[str, Any]]:
+def _samples(
+    table: list[dict[str, Any]], dataset: Any, per_category: int = 2
+) -> list[dict[str, Any]]:
     """A few rows per category, for the side-by-side view."""
     categories = {r.id: r.category or "" for r in dataset.rows}
     taken: dict[str, int] = {}

@@ -2,7 +2,8 @@
 
 Commands are thin: parse, call the library, print. Library errors
 (:class:`llmpick.errors.LlmpickError`) become one line on stderr and exit 2;
-Ctrl-C exits 130 after the command has saved what it finished.
+Ctrl-C exits 130 (typer's handling); commands commit work as it finishes,
+so nothing finished is lost.
 """
 
 from __future__ import annotations
@@ -46,3 +47,4 @@ def main() -> None:
     except KeyboardInterrupt:
         _common.err_console.print("interrupted; finished work was saved")
         sys.exit(130)
+

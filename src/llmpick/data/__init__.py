@@ -1,1 +1,1 @@
-"""The bundled sample dataset (``sample.csv``) that ``llmpick choose`` runs by default."""
+"""The bundled sample dataset (``sample.jsonl``) that ``llmpick choose`` runs by default."""

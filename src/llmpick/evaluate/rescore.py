@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from llmpick.backends.base import Backend, Message
+from llmpick.evaluate.concurrency import first_error
 from llmpick.evaluate.dataset import Dataset, Row
 from llmpick.evaluate.results import EvalResult, summarize
 from llmpick.evaluate.scorers.base import ScorerSpec
@@ -71,8 +72,6 @@ async def _rescore(
     score_workers: int,
     on_warning: Callable[[str], None] | None,
 ) -> EvalResult:
-    from llmpick.evaluate.runner import first_error
-
     warnings: list[str] = []
 
     def warn(text: str) -> None:

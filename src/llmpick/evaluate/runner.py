@@ -22,7 +22,7 @@ import contextlib
 import json
 import random
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,12 @@ from llmpick.errors import (
     AuthenticationError,
     BackendError,
     EndpointUnreachableError,
-    LlmpickError,
     RateLimitError,
     UsageError,
 )
+from llmpick.evaluate.concurrency import AdaptiveLimiter, first_error
 from llmpick.evaluate.dataset import Dataset, Row, load_dataset
+from llmpick.evaluate.progress import RunProgress
 from llmpick.evaluate.results import EvalResult, summarize
 from llmpick.evaluate.scorers.base import ScorerSpec
 from llmpick.evaluate.scoring import (
@@ -94,40 +95,6 @@ class RunOptions(BaseModel):
     on_warning: Callable[[str], None] | None = None
 
 
-class AdaptiveLimiter:
-    """At most ``limit`` holders at once; halved on a rate limit, +1 per success."""
-
-    def __init__(self, limit: int) -> None:
-        self.max_limit = limit
-        self.limit = limit
-        self.active = 0
-        self._cond = asyncio.Condition()
-
-    @contextlib.asynccontextmanager
-    async def slot(self) -> AsyncIterator[None]:
-        """Hold one slot while the block runs."""
-        async with self._cond:
-            await self._cond.wait_for(lambda: self.active < self.limit)
-            self.active += 1
-        try:
-            yield
-        finally:
-            async with self._cond:
-                self.active -= 1
-                self._cond.notify_all()
-
-    def rate_limited(self) -> None:
-        """Back off: halve the number of requests in flight."""
-        self.limit = max(1, self.limit // 2)
-
-    async def succeeded(self) -> None:
-        """Grow back towards the configured concurrency."""
-        if self.limit < self.max_limit:
-            async with self._cond:
-                self.limit += 1
-                self._cond.notify_all()
-
-
 class _Model:
     """An opened model of the run."""
 
@@ -161,84 +128,6 @@ def _fingerprint(parts: dict[str, Any]) -> str:
     from llmpick.backends.base import sha256_text
 
     return sha256_text(json.dumps(parts, sort_keys=True, ensure_ascii=False))
-
-
-class _Progress:
-    """A Rich progress bar on stderr (cells generated, scores computed), or nothing."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.bar: Any = None
-        self.cells: Any = None
-        self.scores: Any = None
-        if enabled:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("{task.description:<24}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-                transient=True,
-            )
-
-    def __enter__(self) -> _Progress:
-        if self.bar is not None:
-            self.bar.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-
-    def start_cells(self, total: int, done: int) -> None:
-        if self.bar is not None:
-            self.cells = self.bar.add_task("generating", total=total, completed=done)
-
-    def advance(self, model: str) -> None:
-        if self.bar is not None and self.cells is not None:
-            self.bar.update(self.cells, advance=1, description=f"generating {model}"[:24])
-
-    def add_scoring(self, n: int) -> None:
-        if self.bar is None:
-            return
-        if self.scores is None:
-            self.scores = self.bar.add_task("scoring", total=0)
-        self.bar.update(self.scores, total=self.bar.tasks[self.scores].total + n)
-
-    def scored(self) -> None:
-        if self.bar is not None and self.scores is not None:
-            self.bar.update(self.scores, advance=1)
-
-
-def first_error(group: BaseExceptionGroup[Any]) -> BaseException:
-    """Return the first real error inside a (nested) exception group, preferring llmpick's."""
-    flat: list[BaseException] = []
-
-    def walk(error: BaseException) -> None:
-        if isinstance(error, BaseExceptionGroup):
-            for inner in error.exceptions:
-                walk(inner)
-        else:
-            flat.append(error)
-
-    walk(group)
-    for error in flat:
-        if isinstance(error, LlmpickError):
-            return error
-    for error in flat:
-        if not isinstance(error, asyncio.CancelledError):
-            return error
-    return flat[0] if flat else group
 
 
 def run_eval(
@@ -370,7 +259,7 @@ async def arun_eval(
         status = "interrupted"
         pairwise_result = None
         try:
-            with _Progress(options.progress) as progress:
+            with RunProgress(options.progress) as progress:
                 async with asyncio.TaskGroup() as group:
                     scoring = ScoringPass(
                         store,
@@ -492,7 +381,7 @@ class _Runner:
                     )
         return cells
 
-    async def run(self, scoring: ScoringPass, progress: _Progress) -> int:
+    async def run(self, scoring: ScoringPass, progress: RunProgress) -> int:
         """Fill every missing cell; returns how many were already there or cached."""
         started = time.perf_counter()
         plan = self.plan()
