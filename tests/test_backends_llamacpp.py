@@ -146,10 +146,19 @@ def test_missing_and_corrupt_gguf(tmp_path: Path, smollm2_path: Path) -> None:
 
 
 def test_hub_download_respects_offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import importlib
+
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", str(tmp_path))
-    with pytest.raises(ModelFileError, match="HF_HUB_OFFLINE"):
-        LlamaCppBackend("x.gguf", LlamaCppOptions(hf_repo="someone/some-gguf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    importlib.reload(huggingface_hub.constants)  # it reads the variables at import
+    try:
+        with pytest.raises(ModelFileError, match="HF_HUB_OFFLINE"):
+            LlamaCppBackend("x.gguf", LlamaCppOptions(hf_repo="someone/some-gguf"))
+    finally:
+        monkeypatch.undo()
+        importlib.reload(huggingface_hub.constants)
 
 
 def test_hub_cached_file_is_used_offline(
