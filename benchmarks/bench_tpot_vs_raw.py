@@ -7,10 +7,10 @@ left on (greedy decoding, so both emit the same tokens), and compute
 TPOT = (E2E - TTFT) / (N - 1) per request; medians are compared. The raw
 side is ``Llama.create_completion(stream=True)`` timed here with
 ``time.perf_counter`` and no llmpick code in the loop. The two sides alternate in
-short rounds so drifts in machine load hit both alike; the per-round ratios'
-median is the result.
+short rounds, each in a fresh process, so drifts in machine load hit both
+alike; the median of the per-round ratios is the result.
 
-Run:  python benchmarks/bench_tpot_vs_raw.py [--rounds 5] [--requests 2]
+Run:  python benchmarks/bench_tpot_vs_raw.py [--rounds 6] [--requests 2]
 Target: ratio llmpick / raw within 0.90-1.10.
 """
 
@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from llama_cpp import Llama
@@ -58,6 +60,34 @@ def raw_tpots(llm: Llama, prompts: list[str], max_tokens: int) -> list[float]:
     return values
 
 
+def raw_round(
+    gguf: str, n_ctx: int, threads: int, prompts: list[str], max_tokens: int
+) -> list[float]:
+    """One round of the raw side, in its own process: load, warm up, measure."""
+    llm = Llama(model_path=gguf, n_ctx=n_ctx, n_threads=threads, verbose=False)
+    raw_tpots(llm, prompts[-1:], max_tokens)  # warm-up, like llmpick's --warmup 1
+    return raw_tpots(llm, prompts, max_tokens)
+
+
+def llmpick_round(n_ctx: int, threads: int, dataset: str, max_tokens: int) -> list[float]:
+    """One round of ``run_bench`` on the same prompts, in its own process."""
+    context = Context()
+    spec = context.resolve("smollm2-135m-instruct")
+    spec = spec.model_copy(update={"options": {"n_ctx": n_ctx, "n_threads": threads}})
+    prompts = Path(dataset).read_text(encoding="utf-8").splitlines()
+    config = BenchConfig(
+        concurrency=(1,),
+        max_tokens=max_tokens,
+        requests=len(prompts),
+        warmup=1,
+        dataset=Path(dataset),
+        # greedy decoding of the same prompt: both sides emit the same tokens
+        ignore_eos=False,
+    )
+    result = run_bench(context, spec, config)
+    return [v for t in result.results[0].timings if (v := time_per_output_token_s(t)) is not None]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=6)
@@ -68,11 +98,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    context = Context()
-    spec = context.resolve("smollm2-135m-instruct")
-    spec = spec.model_copy(update={"options": {"n_ctx": args.n_ctx, "n_threads": args.threads}})
     gguf = BUNDLED_MODELS["smollm2-135m-instruct"].locate(default_cache_dir())
-
     # the same prompt texts on both sides, rendered with the model's chat template
     helper = LlamaCppBackend(str(gguf), LlamaCppBackend.Options(n_ctx=args.n_ctx))
     counter = token_counter_for(helper)
@@ -80,38 +106,33 @@ def main() -> None:
     texts = [synthetic_prompt(counter, args.prompt_tokens, seed=i) for i in range(total)]
     rendered = [helper.render_prompt(GenerationRequest.from_prompt(t))[0] for t in texts]
     asyncio.run(helper.aclose())
+    del helper
 
-    raw = Llama(model_path=str(gguf), n_ctx=args.n_ctx, n_threads=args.threads, verbose=False)
-    raw_tpots(raw, rendered[:1], args.max_tokens)  # warm-up
     workdir = tempfile.mkdtemp(prefix="llmpick-bench-")
+    spawn = multiprocessing.get_context("spawn")
     ours: list[float] = []
     theirs: list[float] = []
     ratios: list[float] = []
     for r in range(args.rounds):
         batch = slice(r * args.requests, (r + 1) * args.requests)
-        raw_round = raw_tpots(raw, rendered[batch], args.max_tokens)
-        # the same texts, one per line, as a dataset (the warm-up takes the last one)
         dataset = Path(workdir) / f"round{r}.txt"
         dataset.write_text("\n".join(texts[batch]) + "\n", encoding="utf-8")
-        config = BenchConfig(
-            concurrency=(1,),
-            max_tokens=args.max_tokens,
-            requests=args.requests,
-            warmup=1,
-            dataset=dataset,
-            # greedy decoding of the same prompt: both sides emit the same tokens
-            ignore_eos=False,
-        )
-        result = run_bench(context, spec, config)
-        ours_round = [
-            v for t in result.results[0].timings if (v := time_per_output_token_s(t)) is not None
-        ]
-        ours += ours_round
-        theirs += raw_round
-        ratios.append(statistics.median(ours_round) / statistics.median(raw_round))
+        # a fresh process per side and round: llama.cpp's worker threads from one
+        # side never compete with the other's
+        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            raw_values = pool.submit(
+                raw_round, str(gguf), args.n_ctx, args.threads, rendered[batch], args.max_tokens
+            ).result()
+        with ProcessPoolExecutor(1, mp_context=spawn) as pool:
+            our_values = pool.submit(
+                llmpick_round, args.n_ctx, args.threads, str(dataset), args.max_tokens
+            ).result()
+        ours += our_values
+        theirs += raw_values
+        ratios.append(statistics.median(our_values) / statistics.median(raw_values))
         print(
-            f"round {r + 1}: median TPOT llmpick {statistics.median(ours_round) * 1000:.2f} ms,"
-            f" raw {statistics.median(raw_round) * 1000:.2f} ms, ratio {ratios[-1]:.3f}",
+            f"round {r + 1}: median TPOT llmpick {statistics.median(our_values) * 1000:.2f} ms,"
+            f" raw {statistics.median(raw_values) * 1000:.2f} ms, ratio {ratios[-1]:.3f}",
             flush=True,
         )
     ratio = statistics.median(ratios)

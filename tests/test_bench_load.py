@@ -281,3 +281,38 @@ def test_store_schema_has_bench_tables(tmp_path: Path) -> None:
             "prompt_tokens",
             "error",
         ]
+
+
+def test_cli_several_models_give_a_json_list(tmp_path: Path) -> None:
+    fake = FakeServer(tokens=3, delay_s=0.001, fail_odd=False).start()
+    try:
+        out = CliRunner().invoke(
+            app,
+            ["bench", "-m", f"openai:a@{fake.base_url}", "-m", f"openai:b@{fake.base_url}",
+             "--requests", "2", "--max-tokens", "3", "--prompt-tokens", "4", "--warmup", "0",
+             "--format", "json", "--quiet", "--db", str(tmp_path / "db.sqlite")],
+        )  # fmt: skip
+    finally:
+        fake.stop()
+    assert out.exit_code == 0, out.output
+    documents = json.loads(out.stdout)
+    assert [d["model"] for d in documents] == [
+        f"openai:a@{fake.base_url}",
+        f"openai:b@{fake.base_url}",
+    ]
+    assert all(d["results"][0]["concurrency"] == 1 for d in documents)
+
+
+def test_memory_sampler_sees_a_transient_peak() -> None:
+    from llmpick.bench.memory import MemorySampler, parse_prometheus
+
+    sampler = MemorySampler()
+    sampler.start()
+    block = bytearray(200 * 2**20)  # touched: zero-filled pages count in RSS
+    block[::4096] = b"x" * len(block[::4096])
+    del block
+    report = sampler.stop()
+    assert report.peak_memory_bytes >= 190 * 2**20
+    assert not sampler.running
+    page = '# HELP x\nvllm:gpu_cache_usage_perc{model_name="m"} 0.25\nother 3\n'
+    assert parse_prometheus(page) == {"vllm:gpu_cache_usage_perc": 0.25}

@@ -133,3 +133,13 @@ def test_aggregate_of_nothing() -> None:
     m = aggregate([])
     assert m.requests_per_second is None
     assert m.time_to_first_token_s.p50 is None
+
+
+def test_public_api_is_locked() -> None:
+    import llmpick.bench
+
+    assert sorted(llmpick.bench.__all__) == [
+        "BenchConfig", "BenchInterrupted", "BenchResult", "Estimate", "LoadMetrics",
+        "LoadPoint", "LoadResult", "MemoryReport", "RequestTiming", "Slo", "Summary",
+        "aggregate", "config_summary", "list_bench_runs", "run_bench", "save_bench",
+    ]  # fmt: skip

@@ -99,10 +99,10 @@ def test_user_csv_two_models_and_a_crashing_candidate(tmp_path: Path) -> None:
     assert status["smollm2-135m-instruct"]["status"] == "evaluated"
     assert status["gemma-3-270m"]["status"] == "evaluated"
     assert set(doc["evaluation"]["models"]) == {"smollm2-135m-instruct", "gemma-3-270m"}
-    assert doc["evaluation"]["scorer"].startswith(("contains", "numeric"))
+    assert doc["evaluation"]["scorer"] == "auto"  # text and number answers: per row
     assert len(doc["evaluation"]["comparisons"]) == 1
     assert doc["shortlist"]["task"] == "chat"
-    assert all(r["weighted_score"] == r["quality"] for r in doc["ranking"])  # quality only
+    assert all(abs(r["weighted_score"] - r["quality"]) < 1e-3 for r in doc["ranking"])
     measured = [r for r in doc["cost"] if r["kind"] == "measured"]
     assert measured and all(r["hourly"]["usd_per_hour"] == 0.1 for r in measured)
     assert "failed" in result.stdout
@@ -247,3 +247,20 @@ def test_verdict_names_a_winner_only_when_separated() -> None:
 def test_pareto_front() -> None:
     points: dict[str, Any] = {"a": (0.9, 5.0), "b": (0.5, 1.0), "c": (0.4, 2.0), "d": (0.9, 6.0)}
     assert _pareto(points) == ["a", "b"]
+
+
+def test_auto_scorer_dispatch_and_no_reference() -> None:
+    from llmpick.evaluate.scorers import Cell
+    from llmpick.evaluate.scorers.auto import auto, row_kind
+
+    assert row_kind({"test": "assert f() == 1", "schema": "{}"}, "x") == "code_exec"
+    assert row_kind({"test": "", "schema": '{"type": "object"}'}, None) == "json"
+    assert row_kind({}, "1,234") == "numeric"
+    assert row_kind({}, "Paris") == "contains"
+    assert row_kind({}, None) == "judge"
+    score = auto()
+    cell = Cell(row_id="1", row={}, model="m", prompt="hi", output="hello")
+    result = score(cell)
+    assert result.value is None and result.label == "no-reference"
+    wrong = score(cell.model_copy(update={"expected": "42", "output": "I think 41."}))
+    assert wrong.value == 0.0 and wrong.explanation.startswith("[numeric]")

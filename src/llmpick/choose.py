@@ -553,6 +553,7 @@ def choose(context: Any, options: ChooseOptions) -> ChooseResult:
     samples: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
     row_scores: dict[str, dict[str, float]] = {}
+    cells: list[dict[str, Any]] = []
     performance: dict[str, dict[str, Any]] = {}
     try:
         if alive:
@@ -628,6 +629,8 @@ def choose(context: Any, options: ChooseOptions) -> ChooseResult:
     if evaluation is not None:
         ranking = _rank(evaluation, performance, cost_here, options.weights)
         verdict = _verdict(ranking, evaluation, row_scores)
+        if verdict.status == "none":
+            verdict.sentence = _why_unscored(cells)
         latency = {
             r.model: (r.quality or 0.0, r.latency_p50_s)
             for r in ranking
@@ -663,6 +666,22 @@ def choose(context: Any, options: ChooseOptions) -> ChooseResult:
         timing_s={k: round(v, 2) for k, v in timing.items()},
         warnings=warnings,
     )
+
+
+def _why_unscored(cells: list[dict[str, Any]]) -> str:
+    """Say why no model got a score: failed generations, or a scorer that gave no values."""
+    reasons = [
+        (key, f"{s['label']}: {s['explanation'][:160]}")
+        for c in cells
+        for key, s in c["scores"].items()
+        if s.get("value") is None and s.get("explanation")
+    ]
+    if reasons:
+        return (
+            f"no candidate produced scores: the scorer {reasons[0][0]} gave no values, "
+            f"e.g. {reasons[0][1]}; choose another --scorer or a stronger --judge"
+        )
+    return "no candidate produced scores; see the failures"
 
 
 def _samples(

@@ -213,6 +213,7 @@ class LlamaCppBackend(Backend):
         self._formatter = self._make_formatter()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._identity: ModelIdentity | None = None
+        self._eog_cache: list[int] | None = None
 
     def _load(self, llama_cls: Any, opts: LlamaCppOptions) -> Any:
         try:
@@ -315,7 +316,7 @@ class LlamaCppBackend(Backend):
         self.llm.set_seed(params.seed if params.seed is not None else int(time.time_ns() % 2**31))
         logits_processor = None
         if params.ignore_eos:
-            eog = [t for t in range(self.llm.n_vocab()) if self._is_eog(t)]
+            eog = self._eog_tokens()
 
             def _no_eos(_ids: Any, scores: np.ndarray) -> np.ndarray:
                 scores[eog] = -np.inf
@@ -383,6 +384,12 @@ class LlamaCppBackend(Backend):
             usage=Usage(prompt_tokens=len(tokens), completion_tokens=n_out, source="backend"),
             finish_reason=finish,
         )
+
+    def _eog_tokens(self) -> list[int]:
+        """Every end-of-generation token id (scanned once, then cached)."""
+        if self._eog_cache is None:
+            self._eog_cache = [t for t in range(self.llm.n_vocab()) if self._is_eog(t)]
+        return self._eog_cache
 
     def _is_eog(self, token: int) -> bool:
         import llama_cpp

@@ -54,6 +54,11 @@ class OpenAIOptions(BackendOptions):
     max_retries: int = Field(3, ge=0, description="retries on 408/409/429/5xx")
     include_usage: bool = Field(True, description="ask for usage in the stream")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="sent as-is")
+    unstreamed_retry: bool = Field(
+        True,
+        description="when a stream closes empty, ask once more without streaming to learn "
+        "the server's error (benchmarks turn this off)",
+    )
 
 
 class OpenAIBackend(Backend):
@@ -195,6 +200,11 @@ class OpenAIBackend(Backend):
                         yield Chunk(text=text, time_s=now, tokens=1)
         except openai.OpenAIError as exc:
             raise self._translate(exc) from exc
+        if finish is None and n_chunks == 0 and not self.opts.unstreamed_retry:
+            raise BackendError(
+                f"{self.model} at {self.opts.base_url} closed the stream without an answer",
+                "check the server's log (a prompt longer than its context does this)",
+            )
         if finish is None and n_chunks == 0:
             # Some servers (llama-cpp-python's) report errors raised after the
             # stream opened by closing it empty; ask once more without

@@ -13,7 +13,7 @@ from llmpick.bench.load import LoadPoint
 from llmpick.bench.memory import MemoryReport
 from llmpick.bench.metrics import LoadMetrics, RequestTiming, Slo, Summary, aggregate
 from llmpick.bench.results import BenchResult, Estimate, LoadResult
-from llmpick.bench.runner import BenchConfig, BenchInterrupted, run_bench
+from llmpick.bench.runner import BenchConfig, BenchInterrupted, config_summary, run_bench
 from llmpick.bench.store import list_bench_runs, save_bench
 
 __all__ = [
@@ -29,6 +29,7 @@ __all__ = [
     "Slo",
     "Summary",
     "aggregate",
+    "config_summary",
     "list_bench_runs",
     "run_bench",
     "save_bench",

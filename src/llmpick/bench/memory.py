@@ -1,9 +1,10 @@
 """Memory measurement: peak RSS and GPU memory of this process, server-reported figures.
 
 For a local backend the model lives in this process. :class:`MemorySampler`
-records the resident set size before the model is loaded (the baseline),
-then samples it every few milliseconds in a background thread while the model
-loads and serves; the peak minus the baseline is the model's footprint. RSS
+records the resident set size before the model is loaded (the baseline) and
+the peak while it loads and serves (Linux's own high-water mark, reset at the
+start; elsewhere a sampling thread); the peak minus the baseline is the
+model's footprint. RSS
 includes the pages of a memory-mapped GGUF that were read, which is what the
 weights really occupy. With NVML (``nvidia-ml-py``) and a GPU, the GPU memory
 this process uses is sampled the same way.
@@ -89,14 +90,44 @@ class _Nvml:
         return total
 
 
-class MemorySampler:
-    """Samples this process's RSS (and GPU memory) from ``start()`` to ``stop()``."""
+def _reset_peak_rss() -> bool:
+    """Reset Linux's peak-RSS mark (VmHWM) to the current RSS; False where unsupported."""
+    try:
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+        return _peak_rss_bytes() is not None
+    except OSError:
+        return False
 
-    def __init__(self, interval_s: float = 0.02) -> None:
+
+def _peak_rss_bytes() -> int | None:
+    """VmHWM of this process in bytes, or None off Linux."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        return None
+    return None
+
+
+class MemorySampler:
+    """Peak RSS (and GPU memory) of this process from ``start()`` to ``stop()``.
+
+    On Linux the kernel keeps the peak itself: ``start()`` resets the
+    high-water mark (``/proc/self/clear_refs``) and ``stop()`` reads VmHWM, so
+    no thread runs beside the model. Elsewhere, and for GPU memory, a
+    background thread samples every ``interval_s`` seconds.
+    """
+
+    def __init__(self, interval_s: float = 0.05) -> None:
         self.interval_s = interval_s
         self._process = psutil.Process()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._started = False
+        self._kernel_peak = False
         self._nvml = _Nvml()
         self.baseline_rss_bytes = 0
         self.peak_rss_bytes = 0
@@ -104,7 +135,10 @@ class MemorySampler:
         self.gpu_peak_bytes: int | None = None
 
     def _sample(self) -> None:
-        self.peak_rss_bytes = max(self.peak_rss_bytes, self._process.memory_info().rss)
+        rss = self._process.memory_info().rss
+        if self._kernel_peak:
+            rss = max(rss, _peak_rss_bytes() or 0)
+        self.peak_rss_bytes = max(self.peak_rss_bytes, rss)
         gpu = self._nvml.used_bytes()
         if gpu is not None:
             self.gpu_peak_bytes = max(self.gpu_peak_bytes or 0, gpu)
@@ -114,26 +148,29 @@ class MemorySampler:
             self._sample()
 
     def start(self) -> None:
-        """Take the baselines (call before loading the model) and start sampling."""
+        """Take the baselines (call before loading the model) and start measuring."""
+        self._kernel_peak = _reset_peak_rss()
         self.baseline_rss_bytes = self._process.memory_info().rss
         self.peak_rss_bytes = self.baseline_rss_bytes
         self.gpu_baseline_bytes = self._nvml.used_bytes()
         self.gpu_peak_bytes = self.gpu_baseline_bytes
-        self._thread = threading.Thread(target=self._loop, name="llmpick-memory", daemon=True)
-        self._thread.start()
+        self._started = True
+        if not self._kernel_peak or self.gpu_baseline_bytes is not None:
+            self._thread = threading.Thread(target=self._loop, name="llmpick-memory", daemon=True)
+            self._thread.start()
 
     @property
     def running(self) -> bool:
         """True between ``start()`` and ``stop()``."""
-        return self._thread is not None and not self._stop.is_set()
+        return self._started and not self._stop.is_set()
 
     def stop(self) -> MemoryReport:
-        """Stop sampling (if running) and report the baselines and peaks."""
+        """Stop measuring (if running) and report the baselines and peaks."""
         if self.running:
             self._sample()
             self._stop.set()
-            assert self._thread is not None
-            self._thread.join()
+            if self._thread is not None:
+                self._thread.join()
         return self.report()
 
     def report(self) -> MemoryReport:

@@ -166,6 +166,9 @@ def _open(context: Context, spec: ModelSpec) -> Backend:
     cls = context.backends.get(spec.backend)
     if "max_retries" in cls.Options.model_fields and "max_retries" not in spec.options:
         spec = spec.model_copy(update={"options": {**spec.options, "max_retries": 0}})
+    if "unstreamed_retry" in cls.Options.model_fields and "unstreamed_retry" not in spec.options:
+        # A silent non-streamed retry would double the load and hide a failure.
+        spec = spec.model_copy(update={"options": {**spec.options, "unstreamed_retry": False}})
     return context.open_backend(spec)
 
 

@@ -2,8 +2,8 @@
 
 Commands are thin: parse, call the library, print. Library errors
 (:class:`llmpick.errors.LlmpickError`) become one line on stderr and exit 2;
-Ctrl-C exits 130 (typer's handling); commands commit work as it finishes,
-so nothing finished is lost.
+Ctrl-C exits 130 (typer turns KeyboardInterrupt into exit code 130);
+commands commit work as it finishes, so nothing finished is lost.
 """
 
 from __future__ import annotations

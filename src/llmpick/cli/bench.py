@@ -81,7 +81,11 @@ def print_table(result: BenchResult) -> None:
     console.print(f"[bold]{result.model}[/] ({result.backend}) on {result.device}")
     estimate = result.estimate
     ratio = result.ratio()
-    memory = f"peak memory {_mib(result.peak_memory_bytes)} (measured)"
+    memory = (
+        f"peak memory {_mib(result.peak_memory_bytes)} (measured)"
+        if result.peak_memory_bytes is not None
+        else "peak memory: not measured (held by the server, not this process)"
+    )
     if estimate is not None and estimate.total_bytes:
         memory += f", {_mib(estimate.total_bytes)} (estimated)"
         if ratio.get("peak_memory_bytes") is not None:

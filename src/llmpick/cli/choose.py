@@ -76,7 +76,7 @@ def _print_summary(doc: dict[str, Any], paths: dict[str, Path]) -> None:
         verdict["status"], "red"
     )
     head = f"Winner: {verdict['winner']}. " if verdict.get("winner") else ""
-    console.print(f"[bold {colour}]{escape(head)}[/]{escape(verdict['sentence'])}")
+    console.print(f"[bold {colour}]{escape(head)}[/]{escape(verdict['sentence'])}", highlight=False)
     if doc["ranking"]:
         table = Table(title="Ranking by your weights (quality and speed measured here)")
         for column in ("#", "model", "quality", "95% CI", "n", "tokens/s", "$/1M out", "score"):
@@ -100,7 +100,8 @@ def _print_summary(doc: dict[str, Any], paths: dict[str, Path]) -> None:
     for c in doc["candidates"]:
         note = c["error"] or ""
         if c["status"] == "not-runnable" and c["how_to_run"]:
-            note = c["how_to_run"][0]
+            # the first way, first line (the report has the llmpick.yaml snippets)
+            note = c["how_to_run"][0].splitlines()[0].split(", then")[0]
         table.add_row(c["name"], c["origin"], c["status"], note)
     console.print(table)
     evaluation = doc.get("evaluation") or {}

@@ -48,11 +48,9 @@ def quality_chart(ranking: list[dict[str, Any]], scorer: str | None) -> str:
     highs = [(r["quality_ci95"][1] - r["quality"]) if r["quality_ci95"] else 0 for r in ranking]
     fig = go.Figure(
         go.Bar(
-            x=names,
+            x=[f"{n} ({m:.2f})" for n, m in zip(names, means, strict=True)],
             y=means,
             error_y={"type": "data", "array": highs, "arrayminus": lows, "visible": True},
-            text=[f"{m:.2f}" for m in means],
-            textposition="outside",
             marker_color="#3b6fb6",
         )
     )
@@ -78,13 +76,15 @@ def category_chart(categories: dict[str, dict[str, dict[str, Any]]], models: lis
                 name=model,
                 x=names,
                 y=values,
+                text=["—" if v is None else f"{v:.2f}" for v in values],
+                textposition="outside",
                 hovertext=[f"n = {n}" for n in counts],
             )
         )
     fig.update_layout(
         title="Quality per category (measured; mean score)",
         barmode="group",
-        yaxis={"range": [0, 1.05], "title": "mean score"},
+        yaxis={"range": [0, 1.15], "title": "mean score"},
         **_LAYOUT,
     )
     return _html(fig)
@@ -123,10 +123,12 @@ def pareto_chart(
                 name="Pareto front",
             )
         )
+    widest = max((points[n][1] for n in names), default=1.0) or 1.0
     fig.update_layout(
         title=title,
-        xaxis={"title": x_title, "rangemode": "tozero"},
-        yaxis={"title": "mean score", "range": [-0.05, 1.1]},
+        # room on both sides for the labels above the points
+        xaxis={"title": x_title, "range": [-0.2 * widest, 1.3 * widest]},
+        yaxis={"title": "mean score", "range": [-0.05, 1.22]},
         showlegend=False,
         **_LAYOUT,
     )

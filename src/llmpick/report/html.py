@@ -50,7 +50,7 @@ def _environment() -> jinja2.Environment:
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("llmpick.report", "templates"),
         autoescape=True,
-        undefined=jinja2.StrictUndefined,
+        undefined=jinja2.ChainableUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
     )
@@ -85,7 +85,7 @@ def _charts(doc: dict[str, Any]) -> dict[str, str]:
             out["pareto_cost"] = charts.pareto_chart(
                 dollars,
                 pareto.get("quality_cost", []),
-                "self-hosted $ per 1M output tokens (measured throughput x list price)",
+                "self-hosted $ / 1M output tokens",
                 "Quality vs cost",
             )
     categories = evaluation.get("categories") or {}
