@@ -37,8 +37,12 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tokenizer.chat_template = TEMPLATE
     tokenizer.eos_token = "<|eot_id|>"
     config = transformers.LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=256, intermediate_size=512,
-        num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=512,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
         max_position_embeddings=2048,
     )
     out = tmp_path_factory.mktemp("tiny-llama")
@@ -74,5 +78,7 @@ def test_bitsandbytes_4bit_when_available(tiny_model_dir: Path) -> None:
     )
     backend = context.open_backend(spec)
     assert backend.describe().quantization == "bnb-nf4"
-    gen = asyncio.run(collect(backend, GenerationRequest.from_prompt("Hi", max_tokens=4, ignore_eos=True)))
+    gen = asyncio.run(
+        collect(backend, GenerationRequest.from_prompt("Hi", max_tokens=4, ignore_eos=True))
+    )
     assert gen.usage.completion_tokens == 4

@@ -47,4 +47,3 @@ def main() -> None:
     except KeyboardInterrupt:
         _common.err_console.print("interrupted; finished work was saved")
         sys.exit(130)
-
