@@ -28,7 +28,7 @@ from llmpick.fit.memory import (
 )
 from llmpick.fit.quant import Quantization, get_quantization, kv_bytes_per_element
 from llmpick.fit.shape import ModelShape, resolve_shape
-from llmpick.fit.speed import estimate_speed
+from llmpick.fit.speed import TRANSFORMERS_PER_LAYER_STEP_S, estimate_speed
 from llmpick.hardware.devices import Device
 
 __all__ = ["FitResult", "fit_model"]
@@ -212,6 +212,11 @@ def fit_model(
         active_params=shape.params_active,
         prompt_tokens=prompt,
         batch=batch,
+        step_overhead_s=shape.num_layers * TRANSFORMERS_PER_LAYER_STEP_S
+        if runtime == "transformers" and dev.kind == "gpu"
+        else 0.0,
+        step_overhead_basis=f"transformers eager step: {shape.num_layers} layers x "
+        f"{TRANSFORMERS_PER_LAYER_STEP_S * 1e3:g} ms, measured on an H200",
     )
 
     if runtime == "llamacpp":
