@@ -184,3 +184,17 @@ def test_humaneval_suite_rows() -> None:
     assert row.data["canonical_solution"].startswith(row.data["code_prompt"])
     assert row.data["test"].rstrip().endswith(f"check({row.data['entry_point']})")
     assert load_dataset("humaneval", limit=3).rows[-1].id == "HumanEval/2"
+
+
+def test_csv_keeps_newlines_inside_quoted_fields(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import csv
+
+    from llmpick.evaluate import load_dataset
+
+    path = tmp_path / "code.csv"
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["prompt", "test"])
+        writer.writerow(["Write add(a, b).", "assert add(1, 2) == 3\nassert add(0, 0) == 0\n"])
+    rows = load_dataset(path).rows
+    assert rows[0].data["test"] == "assert add(1, 2) == 3\nassert add(0, 0) == 0\n"

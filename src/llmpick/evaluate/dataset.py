@@ -18,6 +18,7 @@ exist, not an empty string.
 from __future__ import annotations
 
 import csv
+import io
 import hashlib
 import json
 from pathlib import Path
@@ -156,7 +157,8 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 def _read_csv(text: str, delimiter: str, path: Path) -> list[dict[str, Any]]:
     try:
-        reader = csv.DictReader(text.splitlines(), delimiter=delimiter, strict=True)
+        # newline="" keeps newlines inside quoted fields (multi-line code, tests).
+        reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
         records = []
         for record in reader:
             if None in record:
