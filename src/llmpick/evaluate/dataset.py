@@ -18,8 +18,8 @@ exist, not an empty string.
 from __future__ import annotations
 
 import csv
-import io
 import hashlib
+import io
 import json
 from pathlib import Path
 from typing import Any
