@@ -64,3 +64,14 @@ def test_bitsandbytes_needs_gpu(smollm2_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match="CUDA GPU"):
         context.open_backend(spec)
+
+
+def test_stop_string_cuts_output(hf_backend) -> None:  # type: ignore[no-untyped-def]
+    req = GenerationRequest.from_prompt(
+        "Count from 1 to 20, separated by commas.", temperature=0, max_tokens=60, stop=["5"]
+    )
+    gen = asyncio.run(collect(hf_backend, req))
+    assert "5" not in gen.output
+    assert "4" in gen.output
+    assert gen.finish_reason == "stop"
+    assert sum(gen.chunk_tokens) <= gen.usage.completion_tokens

@@ -265,7 +265,12 @@ class HFBackend(Backend):
             thread = threading.Thread(target=work, name="hf-generate", daemon=True)
             thread.start()
             out_ids: list[int] = []
-            text_so_far = ""
+            stops = [x for x in params.stop if x]
+            # Hold back text that could be the start of a stop string.
+            holdback = max((len(x) for x in stops), default=1) - 1
+            sent = 0  # characters already yielded
+            pending_tokens = 0
+            stop_hit = False
             finish = "length"
             try:
                 while True:
@@ -281,22 +286,31 @@ class HFBackend(Backend):
                     if not ids:
                         continue
                     out_ids.extend(ids)
+                    pending_tokens += len(ids)
                     text = self.tokenizer.decode(out_ids, skip_special_tokens=True)
                     # Hold back a trailing replacement char: an incomplete UTF-8 sequence.
                     stable = text[:-1] if text.endswith("\ufffd") else text
-                    piece, text_so_far = stable[len(text_so_far) :], stable
-                    yield Chunk(text=piece, time_s=stamp, tokens=len(ids))
+                    hits = [i for x in stops if (i := stable.find(x, max(0, sent - holdback))) >= 0]
+                    if hits:
+                        cut = min(hits)
+                        if cut > sent:
+                            yield Chunk(text=stable[sent:cut], time_s=stamp, tokens=pending_tokens)
+                            pending_tokens = 0
+                        sent, stop_hit, finish = cut, True, "stop"
+                        cancel.set()
+                        break
+                    safe = len(stable) - holdback
+                    if safe > sent:
+                        yield Chunk(text=stable[sent:safe], time_s=stamp, tokens=pending_tokens)
+                        sent, pending_tokens = safe, 0
             finally:
                 cancel.set()
                 await asyncio.to_thread(thread.join)
-        final_text = self.tokenizer.decode(out_ids, skip_special_tokens=True)
-        tail = final_text[len(text_so_far) :]
-        for stop in params.stop:
-            if stop in final_text:
-                finish = "stop"
+        tail = "" if stop_hit else self.tokenizer.decode(out_ids, skip_special_tokens=True)[sent:]
         yield Chunk(
             text=tail,
             time_s=time.perf_counter(),
+            tokens=pending_tokens,
             final=True,
             usage=Usage(prompt_tokens=n_prompt, completion_tokens=len(out_ids), source="backend"),
             finish_reason=finish,
