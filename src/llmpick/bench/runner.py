@@ -76,6 +76,8 @@ class BenchConfig:
     ignore_eos: bool = True
     seed: int = 0
     progress: Callable[[str], None] | None = None
+    #: store measured/estimated speed factors for fit on this machine
+    calibrate: bool = False
 
     def __post_init__(self) -> None:
         self.concurrency = tuple(self.concurrency)
@@ -125,8 +127,56 @@ def _device(backend: Backend, memory: MemoryReport | None) -> str:
     return f"cpu: {_cpu_name()} ({threads} threads)"
 
 
+def _calibrate(
+    spec: ModelSpec,
+    backend: Backend,
+    window: int | None,
+    prompt_tokens: int | None,
+    result: BenchResult,
+) -> str:
+    """Store measured / (uncalibrated) estimated speed for fit on this machine."""
+    from llmpick.fit.calibration import Calibration, host_key, save_calibration
+
+    if not backend.is_local:
+        return "not calibrated: only in-process backends measure this machine"
+    point = next((r for r in result.results if r.point.concurrency == 1), None)
+    if point is None:
+        return "not calibrated: calibration needs a concurrency-1 load point"
+    raw, why = _estimate(spec, backend, window, prompt_tokens, calibrated=False)
+    if raw is None:
+        return f"not calibrated: {why}"
+    tpot = point.metrics.time_per_output_token_s.p50
+    ttft = point.metrics.time_to_first_token_s.p50
+    decode = (
+        (1.0 / tpot) / raw.decode_tokens_per_second
+        if tpot and raw.decode_tokens_per_second
+        else None
+    )
+    prefill = ttft / raw.time_to_first_token_s if ttft and raw.time_to_first_token_s else None
+    if decode is None and prefill is None:
+        return "not calibrated: no TPOT or TTFT was measured"
+    import datetime as dt
+
+    runtime = "transformers" if spec.backend == "hf" else "llamacpp"
+    cal = Calibration(
+        host=host_key(),
+        runtime=runtime,
+        decode_factor=decode,
+        prefill_factor=prefill,
+        model=result.model,
+        measured_at=dt.date.today().isoformat(),
+        note=f"{len(point.timings)} requests, {prompt_tokens} prompt tokens",
+    )
+    path = save_calibration(cal)
+    return f"{cal.describe()}; saved to {path} (used by fit, recommend and cost here)"
+
+
 def _estimate(
-    spec: ModelSpec, backend: Backend, window: int | None, prompt_tokens: int | None
+    spec: ModelSpec,
+    backend: Backend,
+    window: int | None,
+    prompt_tokens: int | None,
+    calibrated: bool = True,
 ) -> tuple[Estimate | None, str | None]:
     """Ask ``fit`` for its estimate of this model on this machine; None and why if none."""
     if not backend.is_local and not _is_loopback(backend.describe().base_url):
@@ -141,6 +191,7 @@ def _estimate(
         "context": window or 4096,
         "batch": 1,
         "prompt_tokens": prompt_tokens,
+        "calibrated": calibrated,
     }
     if spec.backend == "hf":
         kwargs["runtime"] = "transformers"
@@ -440,6 +491,8 @@ def run_bench(context: Context, model_spec: str | ModelSpec, config: BenchConfig
         result.estimate = estimate
         if why:
             result.notes.append(why)
+        if config.calibrate:
+            result.notes.append(_calibrate(spec, backend, window, typical_prompt_tokens, result))
         return result
     except KeyboardInterrupt:
         raise BenchInterrupted(result) from None

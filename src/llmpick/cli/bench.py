@@ -187,6 +187,14 @@ def bench(
         bool, typer.Option(help="Ask for exactly --max-tokens where the backend allows.")
     ] = True,
     seed: Annotated[int, typer.Option(help="Seed for prompts and Poisson arrivals.")] = 0,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            "--calibrate",
+            help="Store measured/estimated speed factors so fit, recommend and cost use them "
+            "on this machine (needs concurrency 1 and an in-process model).",
+        ),
+    ] = False,
     db: Annotated[Path, typer.Option(help="SQLite store for the results.")] = Path("llmpick.db"),
     fmt: Annotated[TableOrJson, typer.Option("--format", help="Output format.")] = (
         TableOrJson.table
@@ -214,6 +222,7 @@ def bench(
         tokenizer=tokenizer,
         ignore_eos=ignore_eos,
         seed=seed,
+        calibrate=calibrate,
         progress=None if quiet else lambda text: err_console.print(text, highlight=False),
     )
     context = get_context(ctx)

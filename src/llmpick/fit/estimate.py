@@ -107,6 +107,7 @@ def fit_model(
     runtime: str = "llamacpp",
     device: str | Device | None = None,
     prompt_tokens: int | None = None,
+    calibrated: bool = True,
 ) -> FitResult:
     """Estimate memory and speed for ``model`` on ``device``.
 
@@ -275,6 +276,21 @@ def fit_model(
         "device_memory_bytes": "measured" if "memory_bytes" in dev.measured else "spec",
         "device_bandwidth": "measured" if "memory_bandwidth_gb_s" in dev.measured else "spec",
     }
+    decode_rate = speed.decode_tokens_per_second
+    ttft = speed.time_to_first_token_s
+    if calibrated and device is None:
+        from llmpick.fit.calibration import load_calibration
+
+        cal = load_calibration(runtime)
+        if cal is not None:
+            if cal.decode_factor and decode_rate is not None:
+                decode_rate *= cal.decode_factor
+                basis["decode_tokens_per_second"] += "; " + cal.describe()
+                labels["decode_tokens_per_second"] = "estimated (calibrated)"
+            if cal.prefill_factor and ttft is not None:
+                ttft *= cal.prefill_factor
+                basis["time_to_first_token_s"] += "; " + cal.describe()
+                labels["time_to_first_token_s"] = "estimated (calibrated)"
     if quantization is not None:
         quant_name, bpw = quantization.name, quantization.bits_per_weight
     elif weights_exact:
@@ -305,16 +321,8 @@ def fit_model(
         fits=fits,
         max_context=max_context,
         max_concurrent_sequences=max_sequences,
-        decode_tokens_per_second=(
-            round(speed.decode_tokens_per_second, 2)
-            if speed.decode_tokens_per_second is not None
-            else None
-        ),
-        time_to_first_token_s=(
-            round(speed.time_to_first_token_s, 4)
-            if speed.time_to_first_token_s is not None
-            else None
-        ),
+        decode_tokens_per_second=round(decode_rate, 2) if decode_rate is not None else None,
+        time_to_first_token_s=round(ttft, 4) if ttft is not None else None,
         device=dev.summary(),
         basis=basis,
         labels=labels,
