@@ -82,3 +82,17 @@ def test_bitsandbytes_4bit_when_available(tiny_model_dir: Path) -> None:
         collect(backend, GenerationRequest.from_prompt("Hi", max_tokens=4, ignore_eos=True))
     )
     assert gen.usage.completion_tokens == 4
+
+
+def test_bench_reads_gpu_memory_through_nvml(tiny_model_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pynvml")
+    from llmpick.bench import BenchConfig, run_bench
+    from llmpick.context import Context
+
+    config = BenchConfig(concurrency=(1,), prompt_tokens=16, max_tokens=8, requests=2)
+    result = run_bench(Context(), f"hf:{tiny_model_dir}", config)
+    assert result.memory is not None
+    assert result.memory.gpu_name
+    assert result.memory.gpu_peak_bytes and result.memory.gpu_peak_bytes > 0
+    metrics = result.results[0].metrics
+    assert metrics.time_to_first_token_s.p50 and metrics.time_to_first_token_s.p50 > 0
