@@ -171,7 +171,7 @@ def test_cli_json_and_store(server: FakeServer, tmp_path: Path) -> None:
             "inter_token_latency_s",
             "e2e_latency_s",
         ):
-            assert set(entry[key]) == {"p50", "p90", "p99", "mean"}
+            assert set(entry[key]) == {"p50", "p90", "p99", "mean", "mean_ci95"}
     with open_store(db) as store:
         (stored,) = list_bench_runs(store)
         assert stored["model"] == document["model"]

@@ -85,7 +85,13 @@ def test_summarize_percentiles_interpolate() -> None:
     summary = summarize([5.0, 1.0, 3.0, None, 2.0, 4.0])
     assert (summary.p50, summary.p90, summary.p99, summary.mean) == approx((3.0, 4.6, 4.96, 3.0))
     assert summary.count == 5
-    assert summarize([]).as_dict() == {"p50": None, "p90": None, "p99": None, "mean": None}
+    assert summarize([]).as_dict() == {
+        "p50": None,
+        "p90": None,
+        "p99": None,
+        "mean": None,
+        "mean_ci95": None,
+    }
 
 
 def test_slo() -> None:
@@ -143,3 +149,11 @@ def test_public_api_is_locked() -> None:
         "LoadPoint", "LoadResult", "MemoryReport", "RequestTiming", "Slo", "Summary",
         "aggregate", "config_summary", "list_bench_runs", "run_bench", "save_bench",
     ]  # fmt: skip
+
+
+def test_mean_interval_over_repeated_requests() -> None:
+    assert summarize([0.5]).mean_ci95 is None
+    assert summarize([2.0, 2.0, 2.0]).mean_ci95 == approx((2.0, 2.0))
+    low, high = summarize([1.0, 2.0, 3.0, 4.0]).mean_ci95  # type: ignore[misc]
+    assert 1.0 <= low < 2.5 < high <= 4.0
+    assert summarize([1.0, 2.0, 3.0, 4.0]).mean_ci95 == summarize([1.0, 2.0, 3.0, 4.0]).mean_ci95
