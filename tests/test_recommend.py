@@ -120,3 +120,24 @@ def test_cli_recommend_json() -> None:
                     "estimated_memory_bytes", "reasons"):  # fmt: skip
             assert key in cand
     assert all({"id", "reason"} <= set(e) for e in data["excluded"])
+
+
+def test_cpu_prefers_an_interactive_quantization_and_says_why() -> None:
+    """On a small CPU the bf16 that fits is too slow; a lower precision is chosen, explained."""
+    from llmpick.recommend import Constraints, recommend
+    from llmpick.recommend.engine import INTERACTIVE_TOKENS_PER_SECOND
+
+    rec = recommend(Constraints(task="chat", device="cpu", top=10))
+    slow_bf16 = [c for c in rec.candidates if c.quant == "bf16"]
+    for cand in slow_bf16:
+        assert not any("binding constraint: speed" in r for r in cand.reasons)
+    chosen_for_speed = [
+        c for c in rec.candidates if any("binding constraint: speed" in r for r in c.reasons)
+    ]
+    assert chosen_for_speed, "some model should drop precision for speed on a CPU"
+    for cand in chosen_for_speed:
+        assert cand.quant in ("Q8_0", "Q6_K", "Q5_K_M", "Q4_K_M")
+    # An explicit quantization is never overridden.
+    pinned = recommend(Constraints(task="chat", device="cpu", quant="Q8_0", top=5))
+    assert all(c.quant == "Q8_0" for c in pinned.candidates)
+    assert INTERACTIVE_TOKENS_PER_SECOND == 10.0

@@ -5,6 +5,9 @@ instruct/chat only (base models unless ``include_base``), license, minimum
 context, languages, size, API price, then *fits*: the best quantization that
 fits the device at the needed context, tried from highest quality down
 (:data:`llmpick.fit.quant.QUALITY_ORDER`, restricted to the runtime's formats).
+When that format is estimated below 10 tokens/s (typical on CPUs), the
+highest precision down to Q4_K_M that is interactive is taken instead, and the
+candidate says so ("binding constraint: speed"); ``--quant`` pins a format.
 
 Ranking, each part in [0, 1], combined with the weights (default quality 0.6,
 speed 0.2, cost 0.2):
@@ -142,18 +145,53 @@ def _first_failed_filter(card: ModelCard, c: Constraints) -> str | None:
     return None
 
 
+#: below this estimated decode rate a model is not interactive; lower-precision
+#: formats are then preferred, down to :data:`SPEED_FLOOR_QUANT`
+INTERACTIVE_TOKENS_PER_SECOND = 10.0
+SPEED_FLOOR_QUANT = "Q4_K_M"
+
+
 def _best_fit(
     card: ModelCard, c: Constraints, device: Device, context: int
-) -> tuple[FitResult | None, FitResult | None]:
-    """(first fitting result, smallest tried result)."""
+) -> tuple[FitResult | None, FitResult | None, str | None]:
+    """(chosen fitting result, smallest tried result, why a lower precision was chosen).
+
+    The best quantization that fits wins, unless its estimated decode rate is
+    below :data:`INTERACTIVE_TOKENS_PER_SECOND` (typical on CPUs): then the
+    highest-precision format down to :data:`SPEED_FLOOR_QUANT` that reaches it
+    is taken, or the fastest of those when none does.
+    """
     shape = shape_from_card(card)
     smallest: FitResult | None = None
-    for quant in _quant_order(c):
+    order = _quant_order(c)
+    for index, quant in enumerate(order):
         result = fit_model(shape, quant=quant, context=context, runtime=c.runtime, device=device)
-        if result.fits:
-            return result, smallest
-        smallest = result
-    return None, smallest
+        if not result.fits:
+            smallest = result
+            continue
+        rate = result.decode_tokens_per_second
+        if c.quant or rate is None or rate >= INTERACTIVE_TOKENS_PER_SECOND:
+            return result, smallest, None
+        floor = order.index(SPEED_FLOOR_QUANT) if SPEED_FLOOR_QUANT in order else index
+        chosen = result
+        for lower in order[index + 1 : floor + 1]:
+            other = fit_model(shape, quant=lower, context=context, runtime=c.runtime, device=device)
+            if not other.fits or other.decode_tokens_per_second is None:
+                continue
+            if other.decode_tokens_per_second > (chosen.decode_tokens_per_second or 0):
+                chosen = other
+            if other.decode_tokens_per_second >= INTERACTIVE_TOKENS_PER_SECOND:
+                break
+        if chosen is result:
+            return result, smallest, None
+        note = (
+            f"binding constraint: speed; {result.quant} fits but is estimated at "
+            f"{rate:.1f} tokens/s, {chosen.quant} at "
+            f"{chosen.decode_tokens_per_second or 0:.1f} (interactive use wants "
+            f">= {INTERACTIVE_TOKENS_PER_SECOND:g}; pass --quant to override)"
+        )
+        return chosen, smallest, note
+    return None, smallest, None
 
 
 def recommend(constraints: Constraints, catalog: Catalog | None = None) -> Recommendation:
@@ -183,7 +221,7 @@ def recommend(constraints: Constraints, catalog: Catalog | None = None) -> Recom
         if failed is not None:
             excluded.append((quality, Exclusion(id=card.id, reason=failed)))
             continue
-        fit, smallest = _best_fit(card, constraints, device, context)
+        fit, smallest, speed_note = _best_fit(card, constraints, device, context)
         if fit is None:
             tried = smallest.quant if smallest else "any quantization"
             need = f" (needs {smallest.total_bytes / 2**30:.1f} GiB)" if smallest else ""
@@ -205,6 +243,12 @@ def recommend(constraints: Constraints, catalog: Catalog | None = None) -> Recom
         cost = max(0.0, 1 - fit.total_bytes / budget)
         score = weights.quality * quality + weights.speed * speed + weights.cost * cost
         reasons = _reasons(card, constraints, fit, evidence, missing, confidence, quality)
+        if speed_note:
+            reasons = [
+                speed_note if r.startswith("binding constraint: memory") else r for r in reasons
+            ]
+            if speed_note not in reasons:
+                reasons.insert(-1, speed_note)
         candidates.append(
             Candidate(
                 id=card.id,
