@@ -51,10 +51,10 @@ def smollm2_backend(smollm2_path: Path):  # type: ignore[no-untyped-def]
 
 
 def start_llama_server(
-    model: Path, *extra: str, n_ctx: int = 2048
+    model: Path, *extra: str, n_ctx: int = 2048, port: int | None = None
 ) -> tuple[subprocess.Popen[bytes], str]:
-    """Start llama-cpp-python's OpenAI-compatible server on loopback."""
-    port = free_port()
+    """Start llama-cpp-python's OpenAI-compatible server on loopback (a free port by default)."""
+    port = port if port is not None else free_port()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -70,6 +70,9 @@ def start_llama_server(
             str(n_ctx),
             "--n_threads",
             "2",
+            # by default a new request cuts off the one being streamed
+            "--interrupt_requests",
+            "False",
             *extra,
         ],
         stdout=subprocess.DEVNULL,

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
+from conftest import start_llama_server
 from llmpick.backends.bundled import BUNDLED_MODELS
 from llmpick.bench import BenchConfig, BenchResult, run_bench
 from llmpick.bench.prompts import synthetic_prompt, token_counter_for
@@ -102,49 +99,11 @@ def test_synthetic_prompt_is_exact_for_the_model_tokenizer() -> None:
     assert synthetic_prompt(counter, 64, seed=1) != synthetic_prompt(counter, 64, seed=2)
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def llama_server() -> Iterator[str]:
-    port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            str(smollm2_gguf()),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--n_threads",
-            "2",
-            # by default a new request interrupts the one being streamed
-            "--interrupt_requests",
-            "False",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    base_url = f"http://127.0.0.1:{port}/v1"
+    """A llama.cpp server on loopback without an API key (conftest's has one)."""
+    process, base_url = start_llama_server(smollm2_gguf())
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("llama_cpp.server did not start")
-            time.sleep(0.5)
         yield base_url
     finally:
         process.terminate()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, start_llama_server
 from llmpick.backends.base import SamplingParams
 from llmpick.context import Context
 from llmpick.evaluate import RunOptions, load_dataset, run_eval
@@ -162,30 +162,6 @@ def test_humaneval_canonical_solutions_pass_all_164(tmp_path: Path) -> None:
     assert elapsed < 240, f"humaneval took {elapsed:.0f} s"
 
 
-def _start_server(model: Path, port: int) -> subprocess.Popen[bytes]:
-    import socket
-
-    proc = subprocess.Popen(
-        [
-            sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("llama_cpp.server exited early")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("llama_cpp.server did not start")
-
-
 @pytest.mark.slow
 @pytest.mark.network
 def test_failed_rows_are_errors_not_scores_and_are_retried(
@@ -230,7 +206,7 @@ def test_failed_rows_are_errors_not_scores_and_are_retried(
         scored = {s.cell_id for s in store.get_scores(run.id)}
         assert all(c.id not in scored for c in store.get_cells(run.id) if c.error)
 
-    server = _start_server(smollm2_path, port)
+    server, _ = start_llama_server(smollm2_path, port=port)
     try:
         second = run_eval(Context(), "d.jsonl", models, ["contains"], params, db, options)
     finally:
