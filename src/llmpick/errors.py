@@ -15,7 +15,10 @@ The hierarchy::
     │   ├── EndpointUnreachableError    no server answers at the base URL
     │   ├── AuthenticationError         the server refused the API key
     │   ├── RateLimitError              retries on 429 exhausted
-    │   └── ContextLengthError          the prompt does not fit the context window
+    │   ├── ContextLengthError          the prompt does not fit the context window
+    │   ├── QueueFullError              a model's wait queue is full (gateway: 503)
+    │   ├── ModelUnavailableError       no healthy instance/replica can answer (gateway: 503)
+    │   └── UpstreamTimeoutError        the answer took longer than allowed (gateway: 504)
     ├── DataError                   dataset missing, unreadable, empty, wrong columns
     ├── ScorerError                 unknown scorer or bad scorer arguments
     ├── CatalogError                catalog data invalid or entry missing
@@ -39,10 +42,13 @@ __all__ = [
     "MissingDependencyError",
     "ModelFileError",
     "ModelNotFoundError",
+    "ModelUnavailableError",
     "QuantizationError",
+    "QueueFullError",
     "RateLimitError",
     "ScorerError",
     "StoreError",
+    "UpstreamTimeoutError",
     "UsageError",
 ]
 
@@ -116,6 +122,20 @@ class RateLimitError(BackendError):
 
 class ContextLengthError(BackendError):
     """The prompt (plus requested output) is longer than the context window."""
+
+
+class QueueFullError(BackendError):
+    """A model's bounded wait queue is full; the request was not accepted."""
+
+    default_hint = "retry later, or raise the model's queue limit / concurrency"
+
+
+class ModelUnavailableError(BackendError):
+    """No healthy instance or replica of a model can answer right now."""
+
+
+class UpstreamTimeoutError(BackendError):
+    """A generation took longer than the time allowed for it."""
 
 
 class DataError(LlmpickError):

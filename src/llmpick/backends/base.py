@@ -199,6 +199,14 @@ class Backend(ABC):
         """The context window this backend runs with, or None if unknown."""
         return None
 
+    def max_concurrency(self) -> int | None:
+        """How many requests this backend can serve at once; None means no own limit.
+
+        A single-sequence local backend answers 1; a batching backend its number of
+        slots; a remote one None (the model pool then applies its configured limit).
+        """
+        return 1 if self.is_local else None
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release resources (threads, clients, model memory)."""
 
