@@ -5,8 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -96,75 +94,6 @@ def test_unreachable_endpoint() -> None:
     b = backend(f"http://127.0.0.1:{free_port()}/v1", max_retries=0, connect_timeout_s=2)
     with pytest.raises(EndpointUnreachableError, match="cannot connect"):
         run(b, GenerationRequest.from_prompt("hi", max_tokens=4))
-
-
-class _Flaky(BaseHTTPRequestHandler):
-    """Answers 429 (Retry-After: 1) then 503, then a real SSE stream."""
-
-    calls: list[float] = []  # noqa: RUF012 - reset by the fixture
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers["Content-Length"]))
-        self.calls.append(time.monotonic())
-        n = len(self.calls)
-        if n == 1:
-            self.send_response(429)
-            self.send_header("Retry-After", "1")
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-            return
-        if n == 2:
-            self.send_response(503)
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-            return
-        self.send_response(200)
-        self.send_header("Content-Type", "text/event-stream")
-        self.end_headers()
-        for piece in ("Pa", "ris"):
-            event = {
-                "id": "x",
-                "object": "chat.completion.chunk",
-                "created": 0,
-                "model": "m",
-                "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
-            }
-            self.wfile.write(f"data: {json.dumps(event)}\n\n".encode())
-        usage = {
-            "id": "x",
-            "object": "chat.completion.chunk",
-            "created": 0,
-            "model": "m",
-            "choices": [],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 2, "total_tokens": 7},
-        }
-        self.wfile.write(f"data: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
-
-
-@pytest.fixture()
-def flaky_server() -> Iterator[str]:
-    _Flaky.calls = []
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
-
-
-def test_retries_429_and_5xx_honouring_retry_after(flaky_server: str) -> None:
-    b = backend(flaky_server, max_retries=3)
-    gen = run(b, GenerationRequest.from_prompt("hi", max_tokens=4))
-    assert gen.output == "Paris"
-    assert gen.usage.completion_tokens == 2 and gen.usage.source == "backend"
-    calls = _Flaky.calls
-    assert len(calls) == 3
-    assert calls[1] - calls[0] >= 0.9, "waited for Retry-After: 1"
 
 
 class _TooLong(BaseHTTPRequestHandler):

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from llmpick.backends.base import Backend
+from llmpick.backends.pool import ModelPool, PoolOptions
 from llmpick.backends.spec import ModelSpec, resolve_spec
 from llmpick.config import Settings
 from llmpick.errors import ConfigError, LlmpickError, ModelNotFoundError, ScorerError
@@ -71,3 +72,7 @@ class Context:
         if resolved.backend == "llamacpp" and resolved.source != "config":
             options = options.model_copy(update={"cache_dir": str(self.settings.cache_dir)})
         return cls(resolved.model, options)
+
+    def pool(self, options: PoolOptions | None = None) -> ModelPool:
+        """A new model pool opening models through this context (close it when done)."""
+        return ModelPool(self, options)

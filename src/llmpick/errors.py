@@ -16,6 +16,7 @@ The hierarchy::
     │   ├── AuthenticationError         the server refused the API key
     │   ├── RateLimitError              retries on 429 exhausted
     │   ├── ContextLengthError          the prompt does not fit the context window
+    │   ├── UpstreamServerError         the server answered 408/409/5xx (worth retrying)
     │   ├── QueueFullError              a model's wait queue is full (gateway: 503)
     │   ├── ModelUnavailableError       no healthy instance/replica can answer (gateway: 503)
     │   └── UpstreamTimeoutError        the answer took longer than allowed (gateway: 504)
@@ -48,6 +49,7 @@ __all__ = [
     "RateLimitError",
     "ScorerError",
     "StoreError",
+    "UpstreamServerError",
     "UpstreamTimeoutError",
     "UsageError",
 ]
@@ -105,7 +107,13 @@ class ModelFileError(LlmpickError):
 
 
 class BackendError(LlmpickError):
-    """A backend failed to generate."""
+    """A backend failed to generate.
+
+    ``retry_after_s`` is how long the server asked us to wait before trying again
+    (its ``Retry-After`` header), when it said so; the model pool's retries honour it.
+    """
+
+    retry_after_s: float | None = None
 
 
 class EndpointUnreachableError(BackendError):
@@ -122,6 +130,10 @@ class RateLimitError(BackendError):
 
 class ContextLengthError(BackendError):
     """The prompt (plus requested output) is longer than the context window."""
+
+
+class UpstreamServerError(BackendError):
+    """The server answered a transient failure status (408, 409 or 5xx)."""
 
 
 class QueueFullError(BackendError):

@@ -13,12 +13,15 @@ Capabilities are class attributes; options are a nested pydantic model with
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+from llmpick.errors import BackendError
 
 __all__ = [
     "Backend",
@@ -28,9 +31,11 @@ __all__ = [
     "GenerationRequest",
     "Message",
     "ModelIdentity",
+    "RetryPolicy",
     "SamplingParams",
     "Usage",
     "collect",
+    "collect_stream",
     "sha256_text",
 ]
 
@@ -157,6 +162,39 @@ class Generation(BaseModel):
         return (n - 1) / decode_s if decode_s > 0 else None
 
 
+class RetryPolicy(BaseModel):
+    """Which failures of a backend are worth another attempt, how often, and how long to wait.
+
+    A backend declares its policy (:meth:`Backend.retry_policy`); the model pool
+    applies it, and only before the first chunk of an answer was passed on. The
+    wait before retry ``n`` (from 0) is the server's ``Retry-After`` when it sent
+    one (up to ``max_retry_after_s``), else exponential backoff with jitter:
+    ``initial_backoff_s * 2**n`` capped at ``max_backoff_s``, times a factor in
+    [1 - jitter, 1] (the openai SDK's schedule, which this replaces).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    retry_on: tuple[type[BackendError], ...] = ()
+    max_retries: int = Field(0, ge=0)
+    initial_backoff_s: float = Field(0.5, ge=0.0)
+    max_backoff_s: float = Field(8.0, ge=0.0)
+    jitter: float = Field(0.25, ge=0.0, le=1.0)
+    max_retry_after_s: float = Field(60.0, ge=0.0)
+
+    def should_retry(self, error: BaseException, retries_done: int) -> bool:
+        """Whether ``error`` after ``retries_done`` retries deserves another attempt."""
+        return retries_done < self.max_retries and isinstance(error, self.retry_on)
+
+    def delay_s(self, error: BaseException, retries_done: int) -> float:
+        """Seconds to wait before the next attempt."""
+        asked = getattr(error, "retry_after_s", None)
+        if asked is not None and 0 <= asked <= self.max_retry_after_s:
+            return float(asked)
+        backoff = min(self.max_backoff_s, self.initial_backoff_s * 2.0**retries_done)
+        return backoff * (1.0 - self.jitter * random.random())
+
+
 class BackendOptions(BaseModel):
     """Base for backend options: unknown fields are errors."""
 
@@ -187,9 +225,30 @@ class Backend(ABC):
     def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         """Stream the answer to ``request``; the last chunk has ``final=True``."""
 
+    def generate_once(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        """Like :meth:`generate`, but never send a second request on the backend's own.
+
+        Measurements (bench) use it: a fallback request would hide a failure
+        inside a longer latency. Backends without such fallbacks need not override it.
+        """
+        return self.generate(request)
+
     @abstractmethod
     def describe(self) -> ModelIdentity:
         """Identity of the model behind this backend."""
+
+    def retry_policy(self) -> RetryPolicy:
+        """Which failures the model pool may retry, how often and how long apart.
+
+        The default retries nothing: an in-process model that failed will fail again.
+        """
+        return RetryPolicy()
+
+    async def probe(self) -> None:  # noqa: B027 - optional hook
+        """Check, actively, that the model can answer; raise a BackendError if not.
+
+        The default suits in-process models: loaded means ready.
+        """
 
     def count_tokens(self, text: str) -> int | None:
         """Tokens in ``text`` by this model's tokenizer, or None if unknown."""
@@ -213,6 +272,11 @@ class Backend(ABC):
 
 async def collect(backend: Backend, request: GenerationRequest) -> Generation:
     """Run ``request`` on ``backend`` and gather the stream into a Generation."""
+    return await collect_stream(backend.generate(request))
+
+
+async def collect_stream(stream: AsyncIterator[Chunk]) -> Generation:
+    """Gather a stream of chunks into a Generation; timing starts at this call."""
     start = time.perf_counter()
     parts: list[str] = []
     first: float | None = None
@@ -221,7 +285,7 @@ async def collect(backend: Backend, request: GenerationRequest) -> Generation:
     usage: Usage | None = None
     finish: str | None = None
     end = start
-    async for chunk in backend.generate(request):
+    async for chunk in stream:
         end = chunk.time_s
         if chunk.tokens or chunk.text:
             parts.append(chunk.text)

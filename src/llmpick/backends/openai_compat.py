@@ -5,8 +5,9 @@ protocol. Responses are streamed with ``stream_options.include_usage`` so the
 server's own token counts are recorded when it reports them; otherwise each
 streamed content delta counts as one token (``usage.source == "chunks"``).
 
-Retries with exponential backoff on 408/409/429/5xx, honouring
-``Retry-After``, come from the openai SDK itself (``max_retries``). The API
+The SDK's own retries are off: the backend declares its :class:`RetryPolicy`
+(429, 408/409/5xx, unreachable, timed out; ``max_retries`` of them, backoff
+honouring ``Retry-After``) and the model pool applies it. The API
 key is read from the environment variable named by ``api_key_env``; with
 none named, a placeholder key is sent (local servers ignore it) and
 ``OPENAI_API_KEY`` is deliberately not forwarded to arbitrary URLs.
@@ -14,6 +15,8 @@ none named, a placeholder key is sent (local servers ignore it) and
 
 from __future__ import annotations
 
+import datetime as dt
+import email.utils
 import os
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +30,7 @@ from llmpick.backends.base import (
     Chunk,
     GenerationRequest,
     ModelIdentity,
+    RetryPolicy,
     Usage,
 )
 from llmpick.errors import (
@@ -37,11 +41,34 @@ from llmpick.errors import (
     EndpointUnreachableError,
     ModelNotFoundError,
     RateLimitError,
+    UpstreamServerError,
+    UpstreamTimeoutError,
 )
 
 __all__ = ["OpenAIBackend", "OpenAIOptions"]
 
 _CONTEXT_WORDS = ("context length", "context window", "maximum context", "too long", "exceed")
+_TRANSIENT_STATUS = (408, 409)
+
+
+def _retry_after_s(headers: Any) -> float | None:
+    """Seconds asked for by ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``."""
+    if headers is None:
+        return None
+    try:
+        millis = headers.get("retry-after-ms")
+        if millis is not None:
+            return float(millis) / 1000.0
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        try:
+            return float(value)
+        except ValueError:
+            when = email.utils.parsedate_to_datetime(value)
+            return max(0.0, (when - dt.datetime.now(when.tzinfo)).total_seconds())
+    except (TypeError, ValueError):
+        return None
 
 
 class OpenAIOptions(BackendOptions):
@@ -51,7 +78,9 @@ class OpenAIOptions(BackendOptions):
     api_key_env: str | None = Field(None, description="environment variable holding the key")
     timeout_s: float = Field(600.0, gt=0, description="whole-request timeout")
     connect_timeout_s: float = Field(10.0, gt=0)
-    max_retries: int = Field(3, ge=0, description="retries on 408/409/429/5xx")
+    max_retries: int = Field(
+        3, ge=0, description="retries on 408/409/429/5xx, timeouts and refused connections"
+    )
     include_usage: bool = Field(True, description="ask for usage in the stream")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="sent as-is")
     unstreamed_retry: bool = Field(
@@ -99,7 +128,8 @@ class OpenAIBackend(Backend):
                 base_url=self.opts.base_url,
                 api_key=self._api_key,
                 timeout=openai.Timeout(self.opts.timeout_s, connect=self.opts.connect_timeout_s),
-                max_retries=self.opts.max_retries,
+                # retries are the model pool's, per retry_policy()
+                max_retries=0,
             )
             self._client_loop = loop
         return self._client
@@ -108,12 +138,43 @@ class OpenAIBackend(Backend):
         """Backend, served model name and base URL."""
         return ModelIdentity(backend=self.name, model=self.model, base_url=self.opts.base_url)
 
+    def retry_policy(self) -> RetryPolicy:
+        """Retry rate limits, transient statuses, timeouts and refused connections."""
+        return RetryPolicy(
+            retry_on=(
+                RateLimitError,
+                UpstreamServerError,
+                UpstreamTimeoutError,
+                EndpointUnreachableError,
+            ),
+            max_retries=self.opts.max_retries,
+        )
+
+    async def probe(self) -> None:
+        """GET {base_url}/models: the server answers and accepts the key."""
+        import openai
+
+        client = self._get_client().with_options(
+            timeout=min(self.opts.timeout_s, 10.0), max_retries=0
+        )
+        try:
+            await client.models.list()
+        except openai.OpenAIError as exc:
+            raise self._translate(exc) from exc
+
     def _translate(self, exc: Exception) -> BackendError | ModelNotFoundError:
+        error = self._translate_status(exc)
+        if isinstance(error, BackendError):
+            response = getattr(exc, "response", None)
+            error.retry_after_s = _retry_after_s(getattr(response, "headers", None))
+        return error
+
+    def _translate_status(self, exc: Exception) -> BackendError | ModelNotFoundError:
         import openai
 
         where = f"{self.model} at {self.opts.base_url}"
         if isinstance(exc, openai.APITimeoutError):
-            return EndpointUnreachableError(
+            return UpstreamTimeoutError(
                 f"request to {where} timed out", "raise timeout_s or check the server's load"
             )
         if isinstance(exc, openai.APIConnectionError):
@@ -136,8 +197,7 @@ class OpenAIBackend(Backend):
             )
         if isinstance(exc, openai.RateLimitError):
             return RateLimitError(
-                f"{where} kept answering 429 after {self.opts.max_retries} retries",
-                "lower --concurrency or raise max_retries",
+                f"{where} answered 429 (rate limited)", "lower --concurrency or raise max_retries"
             )
         if isinstance(exc, openai.NotFoundError):
             return ModelNotFoundError(
@@ -151,11 +211,22 @@ class OpenAIBackend(Backend):
                     f"{where}: prompt too long for the context window: {exc.message}",
                     "shorten the prompt or lower max tokens",
                 )
+            if exc.status_code in _TRANSIENT_STATUS or exc.status_code >= 500:
+                return UpstreamServerError(f"{where} answered {exc.status_code}: {exc.message}")
             return BackendError(f"{where} answered {exc.status_code}: {exc.message}")
         return BackendError(f"{where}: {type(exc).__name__}: {exc}")
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         """Stream a chat completion; the last chunk carries the server's usage."""
+        return self._generate(request, self.opts.unstreamed_retry)
+
+    def generate_once(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        """One streamed request; an empty stream is an error, not asked again unstreamed."""
+        return self._generate(request, unstreamed_retry=False)
+
+    async def _generate(
+        self, request: GenerationRequest, unstreamed_retry: bool
+    ) -> AsyncIterator[Chunk]:
         import openai
 
         params = request.params
@@ -200,7 +271,7 @@ class OpenAIBackend(Backend):
                         yield Chunk(text=text, time_s=now, tokens=1)
         except openai.OpenAIError as exc:
             raise self._translate(exc) from exc
-        if finish is None and n_chunks == 0 and not self.opts.unstreamed_retry:
+        if finish is None and n_chunks == 0 and not unstreamed_retry:
             raise BackendError(
                 f"{self.model} at {self.opts.base_url} closed the stream without an answer",
                 "check the server's log (a prompt longer than its context does this)",
@@ -221,9 +292,9 @@ class OpenAIBackend(Backend):
 
         kwargs = {k: v for k, v in kwargs.items() if k not in ("stream", "stream_options")}
         try:
-            # At least one retry: the streamed attempt may have left a dead
-            # keep-alive connection in the pool.
-            client = self._get_client().with_options(max_retries=max(1, self.opts.max_retries))
+            # One retry: the streamed attempt may have left a dead keep-alive
+            # connection in the client's pool.
+            client = self._get_client().with_options(max_retries=1)
             response = await client.chat.completions.create(**kwargs)
         except openai.OpenAIError as exc:
             raise self._translate(exc) from exc
@@ -245,7 +316,10 @@ class OpenAIBackend(Backend):
         yield Chunk(time_s=now, final=True, usage=usage, finish_reason=choice.finish_reason)
 
     async def aclose(self) -> None:
-        """Close the HTTP client (call it on the loop that used it)."""
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
+        """Close the HTTP client; one made on another (finished) event loop is dropped."""
+        import asyncio
+
+        client, loop = self._client, self._client_loop
+        self._client = None
+        if client is not None and loop is asyncio.get_running_loop():
+            await client.close()

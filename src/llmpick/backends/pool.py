@@ -1,0 +1,356 @@
+"""The model pool: the one owner of running models, for every command and the gateway.
+
+``ModelPool(context)`` opens each model once (loading runs in a thread, and
+callers asking for the same model at once share one load), hands out
+:class:`PooledModel` handles, and closes everything in :meth:`ModelPool.aclose`.
+Each model has a concurrency limit (the backend's own ``max_concurrency()``,
+else ``PoolOptions.remote_concurrency``) and a bounded FIFO wait queue: a
+request that finds the queue full fails at once with :class:`QueueFullError`,
+so memory never grows with load. Retries follow the backend's declared
+:class:`~llmpick.backends.base.RetryPolicy`, and only before the first chunk
+of an answer was passed on. Health (``loading``, ``ready``, ``failing``)
+follows the answers: ``failure_threshold`` consecutive failures make a model
+``failing``; a success, or a passing :meth:`PooledModel.check`, makes it
+``ready`` again.
+
+The pool holds no loop-bound asyncio primitive, so one pool can serve several
+``asyncio.run`` calls one after another (``choose`` evaluates, then benches).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator
+from typing import TYPE_CHECKING, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from llmpick.backends.base import (
+    Backend,
+    Chunk,
+    Generation,
+    GenerationRequest,
+    ModelIdentity,
+    RetryPolicy,
+    collect_stream,
+)
+from llmpick.backends.spec import ModelSpec
+from llmpick.errors import (
+    ConfigError,
+    ContextLengthError,
+    LlmpickError,
+    ModelNotFoundError,
+    QueueFullError,
+    RateLimitError,
+)
+
+if TYPE_CHECKING:
+    from llmpick.context import Context
+
+__all__ = ["ModelHealth", "ModelPool", "PoolOptions", "PooledModel"]
+
+HealthState = Literal["unloaded", "loading", "ready", "failing"]
+
+#: errors that say something about the request or the load, not about the model's health
+_NOT_THE_MODELS_FAULT = (ContextLengthError, QueueFullError, RateLimitError)
+_NO_RETRIES = RetryPolicy()
+
+
+class PoolOptions(BaseModel):
+    """Limits of a model pool."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: requests waiting per model beyond its concurrency; more fail with QueueFullError
+    max_queue: int = Field(64, ge=0)
+    #: requests in flight per model whose backend sets no limit of its own (HTTP upstreams)
+    remote_concurrency: int = Field(8, ge=1)
+    #: consecutive failures after which a model is reported ``failing``
+    failure_threshold: int = Field(3, ge=1)
+
+
+class ModelHealth(BaseModel):
+    """What the pool knows about one model right now."""
+
+    name: str
+    backend: str
+    model: str
+    state: HealthState
+    last_error: str | None = None
+    consecutive_failures: int = 0
+    in_flight: int = 0
+    queued: int = 0
+    concurrency: int = 0
+
+
+class _Slots:
+    """A counting limit with a bounded FIFO of waiters, bound to no event loop."""
+
+    def __init__(self, limit: int, max_queue: int) -> None:
+        self.limit = limit
+        self.max_queue = max_queue
+        self.in_flight = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    @property
+    def queued(self) -> int:
+        return len(self._waiters)
+
+    async def acquire(self, name: str) -> None:
+        if self.in_flight < self.limit and not self._waiters:
+            self.in_flight += 1
+            return
+        if len(self._waiters) >= self.max_queue:
+            raise QueueFullError(
+                f"model {name} is busy: {self.in_flight} requests running and "
+                f"{len(self._waiters)} waiting (the most it queues)"
+            )
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except BaseException:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot was handed over as we were cancelled: pass it on
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)  # the slot goes straight to the next in line
+                return
+        self.in_flight -= 1
+
+
+class PooledModel:
+    """One open model of a pool: limited, retried, health-tracked access to its backend."""
+
+    def __init__(self, name: str, spec: ModelSpec, backend: Backend, options: PoolOptions) -> None:
+        self.name = name
+        self.spec = spec
+        self.backend = backend
+        self._options = options
+        own = backend.max_concurrency()
+        limit = own if own is not None else options.remote_concurrency
+        self._slots = _Slots(limit, options.max_queue)
+        self._state: HealthState = "ready"
+        self._last_error: str | None = None
+        self._failures = 0
+        self._identity: ModelIdentity | None = None
+
+    @property
+    def concurrency(self) -> int:
+        """Requests this model serves at once."""
+        return self._slots.limit
+
+    @property
+    def in_flight(self) -> int:
+        """Requests being answered now."""
+        return self._slots.in_flight
+
+    @property
+    def queued(self) -> int:
+        """Requests waiting for a slot."""
+        return self._slots.queued
+
+    def identity(self) -> ModelIdentity:
+        """The backend's identity of the model (computed once)."""
+        if self._identity is None:
+            self._identity = self.backend.describe()
+        return self._identity
+
+    def count_tokens(self, text: str) -> int | None:
+        """Tokens in ``text`` by the model's tokenizer, or None if unknown."""
+        return self.backend.count_tokens(text)
+
+    def context_length(self) -> int | None:
+        """The model's context window, or None if unknown."""
+        return self.backend.context_length()
+
+    def health(self) -> ModelHealth:
+        """State, last error and load of this model."""
+        return ModelHealth(
+            name=self.name,
+            backend=self.spec.backend,
+            model=self.spec.model,
+            state=self._state,
+            last_error=self._last_error,
+            consecutive_failures=self._failures,
+            in_flight=self.in_flight,
+            queued=self.queued,
+            concurrency=self.concurrency,
+        )
+
+    async def check(self) -> ModelHealth:
+        """Probe the model actively (an HTTP upstream: GET /models) and update its health."""
+        try:
+            await self.backend.probe()
+        except LlmpickError as exc:
+            self._failed(exc, force=True)
+        else:
+            self._succeeded()
+        return self.health()
+
+    async def stream(
+        self, request: GenerationRequest, *, retries: bool = True
+    ) -> AsyncIterator[Chunk]:
+        """Stream the answer once a slot is free.
+
+        Raises :class:`QueueFullError` at once when the wait queue is full.
+        With ``retries=False`` exactly one request is sent (measurements).
+        Closing the stream early (a client that went away) releases the slot.
+        """
+        await self._slots.acquire(self.name)
+        try:
+            async with contextlib.aclosing(self._attempts(request, retries)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
+        finally:
+            self._slots.release()
+
+    async def generate(self, request: GenerationRequest, *, retries: bool = True) -> Generation:
+        """The whole answer; its timing starts when a slot was obtained (not queueing)."""
+        await self._slots.acquire(self.name)
+        try:
+            async with contextlib.aclosing(self._attempts(request, retries)) as chunks:
+                return await collect_stream(chunks)
+        finally:
+            self._slots.release()
+
+    async def _attempts(
+        self, request: GenerationRequest, retries: bool
+    ) -> AsyncGenerator[Chunk, None]:
+        policy = self.backend.retry_policy() if retries else _NO_RETRIES
+        done = 0
+        while True:
+            started = False
+            send = self.backend.generate if retries else self.backend.generate_once
+            try:
+                async with contextlib.aclosing(send(request)) as chunks:  # type: ignore[type-var]
+                    async for chunk in chunks:
+                        started = True
+                        yield chunk
+            except Exception as exc:
+                if not started and policy.should_retry(exc, done):
+                    await asyncio.sleep(policy.delay_s(exc, done))
+                    done += 1
+                    continue
+                self._failed(exc)
+                raise
+            self._succeeded()
+            return
+
+    def _succeeded(self) -> None:
+        self._failures = 0
+        self._state = "ready"
+
+    def _failed(self, exc: BaseException, force: bool = False) -> None:
+        text = exc.one_line() if isinstance(exc, LlmpickError) else f"{type(exc).__name__}: {exc}"
+        self._last_error = text
+        if isinstance(exc, _NOT_THE_MODELS_FAULT) and not force:
+            return
+        self._failures += 1
+        if force or self._failures >= self._options.failure_threshold:
+            self._state = "failing"
+
+
+class ModelPool:
+    """Opens models once, shares them, limits and retries their requests, tracks health."""
+
+    def __init__(self, context: Context, options: PoolOptions | None = None) -> None:
+        self.context = context
+        self.options = options or PoolOptions()
+        self._models: dict[str, PooledModel] = {}
+        self._loading: dict[str, tuple[ModelSpec, asyncio.Task[PooledModel]]] = {}
+        self._failed_loads: dict[str, ModelHealth] = {}
+
+    async def __aenter__(self) -> ModelPool:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def open(self, spec: str | ModelSpec, *, name: str | None = None) -> PooledModel:
+        """The model for ``spec``, loading it (in a thread) unless it is open or loading."""
+        resolved = self.context.resolve(spec) if isinstance(spec, str) else spec
+        name = name or resolved.name
+        if name in self._models:
+            model = self._models[name]
+            _check_same(name, model.spec, resolved)
+            return model
+        if name in self._loading:
+            loading_spec, task = self._loading[name]
+            _check_same(name, loading_spec, resolved)
+        else:
+            task = asyncio.ensure_future(self._load(name, resolved))
+            self._loading[name] = (resolved, task)
+        return await asyncio.shield(task)
+
+    async def _load(self, name: str, spec: ModelSpec) -> PooledModel:
+        try:
+            backend = await asyncio.to_thread(self.context.open_backend, spec)
+        except BaseException as exc:
+            self._failed_loads[name] = ModelHealth(
+                name=name,
+                backend=spec.backend,
+                model=spec.model,
+                state="failing",
+                last_error=exc.one_line() if isinstance(exc, LlmpickError) else repr(exc),
+                consecutive_failures=1,
+            )
+            raise
+        finally:
+            self._loading.pop(name, None)
+        self._failed_loads.pop(name, None)
+        model = PooledModel(name, spec, backend, self.options)
+        self._models[name] = model
+        return model
+
+    def get(self, name: str) -> PooledModel:
+        """The open model called ``name``; :class:`ModelNotFoundError` if none is."""
+        try:
+            return self._models[name]
+        except KeyError:
+            known = ", ".join(self._models) or "none"
+            raise ModelNotFoundError(
+                f"no open model called '{name}'", f"open models: {known}"
+            ) from None
+
+    def models(self) -> list[PooledModel]:
+        """The open models, in the order they were loaded."""
+        return list(self._models.values())
+
+    def health(self) -> list[ModelHealth]:
+        """Health of every model the pool has opened, is loading, or failed to load."""
+        found = [m.health() for m in self._models.values()]
+        for name, (spec, _task) in self._loading.items():
+            found.append(
+                ModelHealth(name=name, backend=spec.backend, model=spec.model, state="loading")
+            )
+        found.extend(self._failed_loads.values())
+        return found
+
+    async def aclose(self) -> None:
+        """Close every model (waiting for loads in progress first)."""
+        for _spec, task in list(self._loading.values()):
+            with contextlib.suppress(BaseException):
+                await task
+        models, self._models = list(self._models.values()), {}
+        for model in models:
+            model._state = "unloaded"
+            with contextlib.suppress(Exception):
+                await model.backend.aclose()
+
+
+def _check_same(name: str, have: ModelSpec, want: ModelSpec) -> None:
+    if (have.backend, have.model, have.options) != (want.backend, want.model, want.options):
+        raise ConfigError(
+            f"the name '{name}' is already used by another model in this pool",
+            "give each model its own name",
+        )
