@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from llmpick.choose import RankedModel, _pareto, _verdict, sample_data_path
+from llmpick.choose import RankedModel, sample_data_path
+from llmpick.choose.ranking import _pareto, _verdict
 from llmpick.evaluate import ComparisonSummary, EvalResult
 
 LLMPICK = str(Path(sys.executable).with_name("llmpick"))

@@ -1,0 +1,106 @@
+"""Which candidates ``choose`` runs here: the shortlist's local copies, bundled and user models."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from llmpick.backends.bundled import BUNDLED_MODELS
+from llmpick.backends.spec import ModelSpec
+from llmpick.choose.models import CandidateStatus, ChooseOptions
+from llmpick.errors import LlmpickError
+from llmpick.recommend import Recommendation
+
+
+def _how_to_run(card: Any, quant: str | None) -> list[str]:
+    """Ways to make a catalog model runnable here (a -m spec, llmpick.yaml snippets)."""
+    slug = card.id.split("/")[-1].lower()
+    ways = []
+    gguf = card.hub_gguf
+    if gguf is not None:
+        ways.append(f"llmpick choose -m llamacpp:{gguf.repo}@{gguf.filename}  (downloads the GGUF)")
+        ways.append(
+            "llmpick.yaml:\n"
+            f"models:\n  {slug}:\n    backend: llamacpp\n    model: {gguf.filename}\n"
+            f"    options: {{hf_repo: {gguf.repo}}}\n    catalog_id: {card.id}"
+        )
+        ways.append(
+            f"Ollama: ollama pull hf.co/{gguf.repo}:{gguf.quant}, then in llmpick.yaml:\n"
+            f"models:\n  {slug}:\n    backend: openai\n    model: hf.co/{gguf.repo}:{gguf.quant}\n"
+            f"    base_url: http://127.0.0.1:11434/v1\n    catalog_id: {card.id}"
+        )
+    ways.append(
+        f"vLLM: vllm serve {card.id}"
+        + (f" (this shortlist assumed {quant})" if quant else "")
+        + ", then in llmpick.yaml:\n"
+        f"models:\n  {slug}:\n    backend: openai\n    model: {card.id}\n"
+        f"    base_url: http://127.0.0.1:8000/v1\n    catalog_id: {card.id}"
+    )
+    return ways
+
+
+def _candidates(
+    context: Any, options: ChooseOptions, rec: Recommendation, catalog: Any
+) -> tuple[list[CandidateStatus], list[ModelSpec]]:
+    statuses: list[CandidateStatus] = []
+    specs: list[ModelSpec] = []
+
+    def add(spec: ModelSpec, origin: Any, catalog_id: str | None, in_shortlist: bool) -> None:
+        if any(s.name == spec.name for s in specs):
+            return
+        specs.append(spec)
+        statuses.append(
+            CandidateStatus(
+                name=spec.name,
+                catalog_id=catalog_id,
+                origin=origin,
+                in_shortlist=in_shortlist,
+                status="evaluated",
+            )
+        )
+
+    config_models = context.settings.config.models
+    for cand in rec.candidates:
+        wanted = cand.id.lower()
+        local = [n for n, m in config_models.items() if (m.catalog_id or "").lower() == wanted]
+        local += [b.name for b in BUNDLED_MODELS.values() if b.catalog_id.lower() == wanted]
+        for name in local:
+            origin = "config" if name in config_models else "bundled"
+            add(context.resolve(name), origin, cand.id, True)
+        if not local:
+            statuses.append(
+                CandidateStatus(
+                    name=cand.id,
+                    catalog_id=cand.id,
+                    origin="shortlist",
+                    in_shortlist=True,
+                    status="not-runnable",
+                    how_to_run=_how_to_run(catalog.get(cand.id), cand.quant),
+                )
+            )
+    for text in options.models:
+        spec = context.resolve(text)  # an unknown model is bad input: it raises
+        add(spec, "user", spec.catalog_id, False)
+    if not specs:
+        for bundled in BUNDLED_MODELS.values():
+            add(context.resolve(bundled.name), "bundled", bundled.catalog_id, False)
+    return statuses, specs
+
+
+def _probe(context: Any, spec: ModelSpec) -> dict[str, Any]:
+    """Load the model once; return its identity (raises whatever loading raises)."""
+    import asyncio
+
+    backend = context.open_backend(spec)
+    try:
+        identity: dict[str, Any] = backend.describe().model_dump(mode="json")
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(backend.aclose())
+    return identity
+
+
+def _error_text(exc: BaseException) -> str:
+    if isinstance(exc, LlmpickError):
+        return exc.one_line()
+    return f"{type(exc).__name__}: {exc}".strip()
