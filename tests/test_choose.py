@@ -12,8 +12,11 @@ from typing import Any
 
 import pytest
 
-from llmpick.choose import RankedModel, sample_data_path
+from llmpick.backends.base import Backend
+from llmpick.backends.spec import ModelSpec
+from llmpick.choose import ChooseOptions, RankedModel, choose, sample_data_path
 from llmpick.choose.ranking import _pareto, _verdict
+from llmpick.context import Context
 from llmpick.evaluate import ComparisonSummary, EvalResult
 
 LLMPICK = str(Path(sys.executable).with_name("llmpick"))
@@ -109,6 +112,35 @@ def test_user_csv_two_models_and_a_crashing_candidate(tmp_path: Path) -> None:
     assert "failed" in result.stdout
     md = (tmp_path / "out" / "report.md").read_text()
     assert "## Failures" in md and "corrupt.gguf" in md
+
+
+class _CountingContext(Context):
+    """A real context that remembers which models it loaded."""
+
+    loads: list[str]
+
+    def open_backend(self, spec: str | ModelSpec) -> Backend:
+        self.loads.append(spec if isinstance(spec, str) else spec.name)
+        return super().open_backend(spec)
+
+
+@pytest.mark.slow
+def test_each_model_is_loaded_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "q.csv").write_text(QUESTIONS, encoding="utf-8")
+    context = _CountingContext()
+    context.loads = []
+    options = ChooseOptions(
+        data=tmp_path / "q.csv", models=["smollm2-135m-instruct"], task="chat",
+        db_path=tmp_path / "c.db", max_tokens=8, bench_requests=1, bench_prompt_tokens=16,
+        bench_max_tokens=4,
+    )  # fmt: skip
+    result = choose(context, options)
+    evaluated = [c.name for c in result.candidates if c.status == "evaluated"]
+    assert "smollm2-135m-instruct" in evaluated
+    assert sorted(context.loads) == sorted(evaluated), "probe, eval and bench share one load"
+    memory = result.performance["smollm2-135m-instruct"]["measured"]["peak_memory_bytes"]
+    assert memory > 50e6, "the load before the bench is counted"
 
 
 @pytest.mark.slow

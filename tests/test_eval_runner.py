@@ -223,6 +223,39 @@ async def _limiter_scenario() -> None:
     assert limiter.limit == 1
 
 
+def test_in_process_models_take_turns_without_starving() -> None:
+    asyncio.run(_turns_scenario())
+
+
+async def _turns_scenario() -> None:
+    from llmpick.evaluate.concurrency import OneModelAtATime
+
+    turns = OneModelAtATime()
+    log: list[tuple[str, int]] = []
+
+    async def request(model: str, hold_s: float) -> None:
+        async with turns.turn(model):
+            log.append((model, sum(1 for m, _ in log if m == model)))
+            assert turns.owner == model, "never two models at once"
+            await asyncio.sleep(hold_s)
+
+    async def worker(model: str, n: int) -> None:
+        for _ in range(n):
+            await request(model, 0.005)
+
+    # a batching model holds several turns at once; another still gets its turn
+    await asyncio.gather(worker("a", 6), worker("a", 6), worker("b", 3))
+    order = [m for m, _ in log]
+    assert order.count("a") == 12 and order.count("b") == 3
+    assert order.index("b") < 6, f"b waited for all of a: {order}"
+    cancelled = asyncio.ensure_future(request("c", 0))
+    async with turns.turn("a"):
+        await asyncio.sleep(0)
+        cancelled.cancel()
+    await asyncio.gather(cancelled, return_exceptions=True)
+    assert (turns.owner, turns.holders) == (None, 0)
+
+
 def test_public_api_is_locked() -> None:
     import llmpick.evaluate
     import llmpick.store

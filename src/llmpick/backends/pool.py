@@ -25,6 +25,7 @@ import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator
 from typing import TYPE_CHECKING, Literal
 
+import psutil
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmpick.backends.base import (
@@ -143,6 +144,9 @@ class PooledModel:
         self._last_error: str | None = None
         self._failures = 0
         self._identity: ModelIdentity | None = None
+        #: resident memory this process grew by while loading the model (in-process
+        #: backends), None when unknown (another load overlapped it)
+        self.load_rss_bytes: int | None = None
 
     @property
     def concurrency(self) -> int:
@@ -269,6 +273,7 @@ class ModelPool:
         self._models: dict[str, PooledModel] = {}
         self._loading: dict[str, tuple[ModelSpec, asyncio.Task[PooledModel]]] = {}
         self._failed_loads: dict[str, ModelHealth] = {}
+        self._overlapped: set[str] = set()
 
     async def __aenter__(self) -> ModelPool:
         return self
@@ -293,6 +298,9 @@ class ModelPool:
         return await asyncio.shield(task)
 
     async def _load(self, name: str, spec: ModelSpec) -> PooledModel:
+        if len(self._loading) > 1:
+            self._overlapped.update(self._loading)
+        rss_before = _rss_bytes()
         try:
             backend = await asyncio.to_thread(self.context.open_backend, spec)
         except BaseException as exc:
@@ -309,6 +317,9 @@ class ModelPool:
             self._loading.pop(name, None)
         self._failed_loads.pop(name, None)
         model = PooledModel(name, spec, backend, self.options)
+        if name not in self._overlapped:
+            model.load_rss_bytes = max(0, _rss_bytes() - rss_before)
+        self._overlapped.discard(name)
         self._models[name] = model
         return model
 
@@ -336,16 +347,25 @@ class ModelPool:
         found.extend(self._failed_loads.values())
         return found
 
+    async def close(self, name: str) -> None:
+        """Close one open model and forget it (its memory is freed)."""
+        model = self._models.pop(name, None)
+        if model is not None:
+            model._state = "unloaded"
+            with contextlib.suppress(Exception):
+                await model.backend.aclose()
+
     async def aclose(self) -> None:
         """Close every model (waiting for loads in progress first)."""
         for _spec, task in list(self._loading.values()):
             with contextlib.suppress(BaseException):
                 await task
-        models, self._models = list(self._models.values()), {}
-        for model in models:
-            model._state = "unloaded"
-            with contextlib.suppress(Exception):
-                await model.backend.aclose()
+        for name in list(self._models):
+            await self.close(name)
+
+
+def _rss_bytes() -> int:
+    return int(psutil.Process().memory_info().rss)
 
 
 def _check_same(name: str, have: ModelSpec, want: ModelSpec) -> None:

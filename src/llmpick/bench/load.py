@@ -7,11 +7,12 @@ Poisson-distributed times (exponential gaps with mean 1 / R seconds) whether or
 not earlier ones finished, as independent users would; latency then includes
 any queueing the server does.
 
-A local in-process backend (``backend.is_local``) serves one request at a
-time, so requests above one in flight wait in a queue here, in arrival order.
-Their send time is when they joined the queue, so TTFT and E2E include the
-wait, as a client of a one-slot server would see it; throughput stays that of
-batch 1. :class:`LoadRunner` says so in its ``notes``.
+Requests go through the model pool with retries off (one request each). A
+model serves ``model.concurrency`` requests at once (one for a single-sequence
+in-process backend), so requests beyond that wait in the pool's queue, in
+arrival order. Their send time is when they joined the queue, so TTFT and E2E
+include the wait, as a client of a server with that many slots would see it.
+The bench result says so in its ``notes``.
 
 Each finished request is appended to a caller-owned list as soon as it ends,
 so an interrupted run keeps what finished.
@@ -20,13 +21,13 @@ so an interrupted run keeps what finished.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from llmpick.backends.base import Backend, GenerationRequest
+from llmpick.backends.base import GenerationRequest
+from llmpick.backends.pool import PooledModel
 from llmpick.bench.metrics import RequestTiming
 from llmpick.errors import LlmpickError, UsageError
 
@@ -70,16 +71,12 @@ class LoadPoint:
 
 
 async def send_request(
-    backend: Backend,
-    request: GenerationRequest,
-    gate: asyncio.Lock | None = None,
-    prompt_tokens: int | None = None,
+    model: PooledModel, request: GenerationRequest, prompt_tokens: int | None = None
 ) -> RequestTiming:
-    """Send one request and time it; a failure becomes a timing with ``error`` set.
+    """Send one request (no retries) and time it; a failure becomes a timing with ``error``.
 
-    ``gate`` serialises requests to a backend that serves one at a time; the
-    send time is taken before waiting on it. ``prompt_tokens`` is used when
-    the backend reports no prompt count.
+    The send time is taken before waiting for one of the model's slots.
+    ``prompt_tokens`` is used when the backend reports no prompt count.
     """
     start = time.perf_counter()
     times: list[float] = []
@@ -90,17 +87,16 @@ async def send_request(
     end = start
     error: str | None = None
     try:
-        async with gate if gate is not None else contextlib.nullcontext():
-            async for chunk in backend.generate(request):
-                end = chunk.time_s
-                if chunk.tokens or chunk.text:
-                    times.append(chunk.time_s)
-                    counts.append(chunk.tokens)
-                    parts.append(chunk.text)
-                if chunk.final and chunk.usage is not None:
-                    prompt = chunk.usage.prompt_tokens
-                    if chunk.usage.source == "backend":
-                        completion = chunk.usage.completion_tokens
+        async for chunk in model.stream(request, retries=False):
+            end = chunk.time_s
+            if chunk.tokens or chunk.text:
+                times.append(chunk.time_s)
+                counts.append(chunk.tokens)
+                parts.append(chunk.text)
+            if chunk.final and chunk.usage is not None:
+                prompt = chunk.usage.prompt_tokens
+                if chunk.usage.source == "backend":
+                    completion = chunk.usage.completion_tokens
     except LlmpickError as exc:
         error = exc.one_line()
         end = time.perf_counter()
@@ -124,12 +120,11 @@ RequestFactory = Callable[[int], tuple[GenerationRequest, int | None]]
 
 
 async def closed_loop(
-    backend: Backend,
+    model: PooledModel,
     make_request: RequestFactory,
     requests: int,
     concurrency: int,
     sink: list[RequestTiming],
-    gate: asyncio.Lock | None = None,
 ) -> list[RequestTiming]:
     """Send ``requests`` requests keeping ``concurrency`` in flight; return their timings."""
     if concurrency < 1:
@@ -142,7 +137,7 @@ async def closed_loop(
         while queue:
             index = queue.pop()
             request, prompt_tokens = make_request(index)
-            timing = await send_request(backend, request, gate, prompt_tokens)
+            timing = await send_request(model, request, prompt_tokens)
             sink.append(timing)
             mine.append(timing)
 
@@ -165,12 +160,11 @@ def poisson_arrivals(rate: float, count: int, seed: int = 0) -> list[float]:
 
 
 async def open_loop(
-    backend: Backend,
+    model: PooledModel,
     make_request: RequestFactory,
     requests: int,
     rate: float,
     sink: list[RequestTiming],
-    gate: asyncio.Lock | None = None,
     seed: int = 0,
 ) -> list[RequestTiming]:
     """Send ``requests`` requests at Poisson times with mean ``rate`` per second."""
@@ -183,7 +177,7 @@ async def open_loop(
         if delay > 0:
             await asyncio.sleep(delay)
         request, prompt_tokens = make_request(index)
-        timing = await send_request(backend, request, gate, prompt_tokens)
+        timing = await send_request(model, request, prompt_tokens)
         sink.append(timing)
         mine.append(timing)
 

@@ -10,16 +10,19 @@ Choices that shape the numbers:
 - Requests ask for ``max_tokens`` with end-of-sequence ignored where the
   backend allows (llama.cpp in-process; servers that accept ``ignore_eos``,
   such as vLLM). Otherwise N is whatever the model produced, reported as is.
-- An HTTP backend is opened with ``max_retries=0`` unless the user set it:
+- Requests go through the model pool with retries off (``retries=False``):
   a retried request would hide a failure inside a longer latency.
-- A local backend serves one request at a time; higher concurrency or a rate
-  queues requests (see :mod:`llmpick.bench.load`), and a note says so.
+- A model serves as many requests at once as its backend allows (one for a
+  single-sequence in-process model); higher concurrency or a rate queues
+  requests in the pool (see :mod:`llmpick.bench.load`), and a note says so.
+  A pool of the bench's own never limits an HTTP server below the load asked for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import ipaddress
 import os
 import platform
@@ -30,6 +33,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from llmpick.backends.base import Backend, GenerationRequest
+from llmpick.backends.pool import ModelPool, PooledModel, PoolOptions
 from llmpick.backends.spec import ModelSpec
 from llmpick.bench.load import LoadPoint, RequestFactory, closed_loop, open_loop, send_request
 from llmpick.bench.memory import MemoryReport, MemorySampler, server_memory_metrics
@@ -213,14 +217,31 @@ def _estimate(
     return estimate, None
 
 
-def _open(context: Context, spec: ModelSpec) -> Backend:
-    cls = context.backends.get(spec.backend)
-    if "max_retries" in cls.Options.model_fields and "max_retries" not in spec.options:
-        spec = spec.model_copy(update={"options": {**spec.options, "max_retries": 0}})
-    if "unstreamed_retry" in cls.Options.model_fields and "unstreamed_retry" not in spec.options:
-        # A silent non-streamed retry would double the load and hide a failure.
-        spec = spec.model_copy(update={"options": {**spec.options, "unstreamed_retry": False}})
-    return context.open_backend(spec)
+def _pool_options(config: BenchConfig) -> PoolOptions:
+    """A pool that queues every request of a point and never caps a server below the load."""
+    most = max([config.requests, *config.concurrency])
+    return PoolOptions(remote_concurrency=most, max_queue=most)
+
+
+def _count_earlier_load(
+    memory: MemoryReport, load_rss_bytes: int | None
+) -> tuple[MemoryReport, str]:
+    """Add the RSS growth of a load the pool did before the bench started."""
+    if load_rss_bytes is None:
+        return memory, (
+            "the model was loaded before the bench, alongside another: peak memory counts "
+            "only its growth while serving"
+        )
+    baseline = max(0, memory.baseline_rss_bytes - load_rss_bytes)
+    return dataclasses.replace(memory, baseline_rss_bytes=baseline), (
+        "the model was loaded before the bench: peak memory is the growth measured while "
+        "it loaded plus the growth while serving"
+    )
+
+
+def _peak_in_flight(config: BenchConfig) -> int:
+    """The most requests a load point may have in flight (a rate: all of them)."""
+    return max(p.concurrency or config.requests for p in config.load_points())
 
 
 class _Run:
@@ -285,17 +306,17 @@ async def _poll_server(run: _Run, base_url: str, stop: asyncio.Event) -> None:
 
 async def _drive(
     run: _Run,
-    backend: Backend,
+    model: PooledModel,
     make_request: RequestFactory,
     counter: TokenCounter,
 ) -> None:
     config = run.config
-    gate = asyncio.Lock() if backend.is_local else None
+    backend = model.backend
     warmup_errors: list[str] = []
     for i in range(config.warmup):
         run.tell(f"warm-up {i + 1}/{config.warmup}")
         request, _ = make_request(-1 - i)
-        timing = await send_request(backend, request, gate)
+        timing = await send_request(model, request)
         if timing.error:
             warmup_errors.append(timing.error)
     if config.warmup and len(warmup_errors) == config.warmup:
@@ -321,12 +342,10 @@ async def _drive(
 
         try:
             if point.concurrency is not None:
-                await closed_loop(backend, make, config.requests, point.concurrency, run.sink, gate)
+                await closed_loop(model, make, config.requests, point.concurrency, run.sink)
             else:
                 assert point.rate is not None
-                await open_loop(
-                    backend, make, config.requests, point.rate, run.sink, gate, config.seed
-                )
+                await open_loop(model, make, config.requests, point.rate, run.sink, config.seed)
         finally:
             stop.set()
             if poller is not None:
@@ -351,11 +370,18 @@ class _ProgressList(list[RequestTiming]):
         self._run.tell(f"{self._label}{len(self)}/{self._total} done ({state})")
 
 
-def run_bench(context: Context, model_spec: str | ModelSpec, config: BenchConfig) -> BenchResult:
+def run_bench(
+    context: Context,
+    model_spec: str | ModelSpec,
+    config: BenchConfig,
+    pool: ModelPool | None = None,
+) -> BenchResult:
     """Benchmark one model under every load point of ``config``.
 
-    Raises :class:`UsageError` when the prompt cannot fit the context window,
-    and :class:`BenchInterrupted` (carrying the partial result) on Ctrl-C.
+    The model is opened in ``pool`` (and left open there) or in a pool of the
+    bench's own, closed at the end. Raises :class:`UsageError` when the prompt
+    cannot fit the context window, and :class:`BenchInterrupted` (carrying the
+    partial result) on Ctrl-C.
     """
     spec = context.resolve(model_spec) if isinstance(model_spec, str) else model_spec
     cls = context.backends.get(spec.backend)
@@ -363,10 +389,13 @@ def run_bench(context: Context, model_spec: str | ModelSpec, config: BenchConfig
     if sampler is not None:
         sampler.start()
     run = _Run(config)
-    backend: Backend | None = None
+    own_pool = pool is None
+    models = pool if pool is not None else ModelPool(context, _pool_options(config))
     result: BenchResult | None = None
+    preloaded = any(m.name == spec.name for m in models.models())
     try:
-        backend = _open(context, spec)
+        model = asyncio.run(models.open(spec))
+        backend = model.backend
         notes: list[str] = []
         counter = token_counter_for(backend, config.tokenizer)
         if not counter.exact:
@@ -394,12 +423,13 @@ def run_bench(context: Context, model_spec: str | ModelSpec, config: BenchConfig
                 f"do not fit the context of {window} tokens of {spec.name}",
                 "lower --prompt-tokens or --max-tokens, or raise the model's n_ctx",
             )
-        points = config.load_points()
-        if backend.is_local and any(p.rate is not None or (p.concurrency or 1) > 1 for p in points):
+        if _peak_in_flight(config) > model.concurrency:
+            where = "runs in this process and " if backend.is_local else "is limited by the pool: "
+            at_once = "one request" if model.concurrency == 1 else f"{model.concurrency} requests"
             notes.append(
-                f"{backend.name} runs in this process and serves one request at a time: "
-                "requests beyond the first in flight were queued, and their TTFT and E2E "
-                "include the wait; use an HTTP server backend to measure batching"
+                f"{spec.name} {where}serves {at_once} at a time: requests beyond that in "
+                "flight were queued, and their TTFT and E2E include the wait"
+                + ("; use an HTTP server backend to measure batching" if backend.is_local else "")
             )
         if config.ignore_eos:
             notes.append(
@@ -442,14 +472,14 @@ def run_bench(context: Context, model_spec: str | ModelSpec, config: BenchConfig
             max_tokens=config.max_tokens,
             token_counter=counter.source,
         )
-        opened = backend
 
         async def main() -> None:
             try:
-                await _drive(run, opened, make_request, counter)
+                await _drive(run, model, make_request, counter)
             finally:
                 run.closed = True
-                await opened.aclose()
+                if own_pool:
+                    await models.aclose()
 
         try:
             asyncio.run(main())
@@ -460,6 +490,9 @@ def run_bench(context: Context, model_spec: str | ModelSpec, config: BenchConfig
         finally:
             result.results = run.done
             memory = sampler.stop() if sampler is not None else None
+            if memory is not None and preloaded:
+                memory, note = _count_earlier_load(memory, model.load_rss_bytes)
+                result.notes.append(note)
             result.memory = memory
             result.device = _device(backend, memory)
             result.server_metrics = run.server or None
@@ -499,9 +532,9 @@ def run_bench(context: Context, model_spec: str | ModelSpec, config: BenchConfig
     finally:
         if sampler is not None and sampler.running:
             sampler.stop()
-        if backend is not None and not run.closed:
+        if own_pool and not run.closed:
             with contextlib.suppress(Exception):
-                asyncio.run(backend.aclose())
+                asyncio.run(models.aclose())
 
 
 def config_summary(config: BenchConfig) -> dict[str, Any]:

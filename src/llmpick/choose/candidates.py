@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 from llmpick.backends.bundled import BUNDLED_MODELS
+from llmpick.backends.pool import ModelPool
 from llmpick.backends.spec import ModelSpec
 from llmpick.choose.models import CandidateStatus, ChooseOptions
 from llmpick.errors import LlmpickError
@@ -87,16 +87,12 @@ def _candidates(
     return statuses, specs
 
 
-def _probe(context: Any, spec: ModelSpec) -> dict[str, Any]:
-    """Load the model once; return its identity (raises whatever loading raises)."""
+def _probe(pool: ModelPool, spec: ModelSpec) -> dict[str, Any]:
+    """Load the model into the pool (its only load); return its identity."""
     import asyncio
 
-    backend = context.open_backend(spec)
-    try:
-        identity: dict[str, Any] = backend.describe().model_dump(mode="json")
-    finally:
-        with contextlib.suppress(Exception):
-            asyncio.run(backend.aclose())
+    model = asyncio.run(pool.open(spec))
+    identity: dict[str, Any] = model.identity().model_dump(mode="json")
     return identity
 
 

@@ -7,12 +7,18 @@ import json
 from typing import Any
 
 from llmpick.backends.base import sha256_text
+from llmpick.backends.pool import ModelPool
 from llmpick.backends.spec import ModelSpec
 from llmpick.choose.models import ChooseOptions, _tell
 
 
 def _bench(
-    context: Any, options: ChooseOptions, spec: ModelSpec, identity: dict[str, Any], store: Any
+    context: Any,
+    options: ChooseOptions,
+    spec: ModelSpec,
+    identity: dict[str, Any],
+    store: Any,
+    pool: ModelPool,
 ) -> tuple[dict[str, Any], bool]:
     """Return (bench document, reused?) for one model; measures only when not stored."""
     from llmpick.bench import BenchConfig, run_bench, save_bench
@@ -36,7 +42,7 @@ def _bench(
             if json.loads(row["config"]).get("choose_key") == key:
                 found: dict[str, Any] = json.loads(row["result"])
                 return found, True
-    result = run_bench(context, spec, config)
+    result = run_bench(context, spec, config, pool=pool)
     save_bench(store, result, {**settings, "choose_key": key})
     return result.to_json(), False
 

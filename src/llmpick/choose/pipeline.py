@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -9,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmpick.backends.base import SamplingParams
+from llmpick.backends.pool import ModelPool, PoolOptions
 from llmpick.backends.spec import ModelSpec
 from llmpick.choose.candidates import _candidates, _error_text, _probe
 from llmpick.choose.cells import _failures, _row_scores, _samples, _why_unscored
@@ -100,10 +103,19 @@ def choose(context: Any, options: ChooseOptions) -> ChooseResult:
     statuses, specs = _candidates(context, options, rec, catalog)
     timing["shortlist_s"] = time.perf_counter() - started
 
-    identities, alive = _probe_all(context, options, specs, statuses, warnings)
-    timing["probe_s"] = time.perf_counter() - started - sum(timing.values())
-
-    measured = _measure(context, options, dataset, alive, identities, statuses, warnings, timing)
+    # probe, eval and bench share one pool: each model is loaded once, by the probe
+    pool = ModelPool(
+        context, PoolOptions(remote_concurrency=max(8, options.concurrency), max_queue=1024)
+    )
+    try:
+        identities, alive = _probe_all(pool, options, specs, statuses, warnings)
+        timing["probe_s"] = time.perf_counter() - started - sum(timing.values())
+        measured = _measure(
+            context, pool, options, dataset, alive, identities, statuses, warnings, timing
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            asyncio.run(pool.aclose())
 
     _tell(options, "rank", "ranking")
     here = detect_local()
@@ -139,7 +151,7 @@ def choose(context: Any, options: ChooseOptions) -> ChooseResult:
 
 
 def _probe_all(
-    context: Any,
+    pool: ModelPool,
     options: ChooseOptions,
     specs: list[ModelSpec],
     statuses: list[CandidateStatus],
@@ -151,7 +163,7 @@ def _probe_all(
     for spec, status in zip(specs, [s for s in statuses if s.status == "evaluated"], strict=True):
         _tell(options, "probe", f"loading {spec.name}")
         try:
-            identities[spec.name] = _probe(context, spec)
+            identities[spec.name] = _probe(pool, spec)
             status.identity = identities[spec.name]
             alive.append(spec)
         except Exception as exc:  # a candidate that cannot load is reported, not fatal
@@ -163,6 +175,7 @@ def _probe_all(
 
 def _measure(
     context: Any,
+    pool: ModelPool,
     options: ChooseOptions,
     dataset: Any,
     alive: list[ModelSpec],
@@ -179,7 +192,7 @@ def _measure(
     measured = _Measured()
     try:
         if alive:
-            _evaluate(context, options, dataset, alive, statuses, warnings, store, measured)
+            _evaluate(context, pool, options, dataset, alive, statuses, warnings, store, measured)
         timing["evaluate_s"] = time.perf_counter() - started
         for spec in alive:
             status = next(s for s in statuses if s.name == spec.name)
@@ -187,7 +200,7 @@ def _measure(
                 continue
             _tell(options, "bench", f"measuring {spec.name}")
             try:
-                bench, reused = _bench(context, options, spec, identities[spec.name], store)
+                bench, reused = _bench(context, options, spec, identities[spec.name], store, pool)
             except Exception as exc:  # a failed measurement is reported, not fatal
                 measured.performance[spec.name] = {"error": _error_text(exc)}
                 warnings.append(f"bench of {spec.name} failed: {_error_text(exc)}")
@@ -203,6 +216,7 @@ def _measure(
 
 def _evaluate(
     context: Any,
+    pool: ModelPool,
     options: ChooseOptions,
     dataset: Any,
     alive: list[ModelSpec],
@@ -226,6 +240,7 @@ def _evaluate(
             progress=options.progress,
             on_warning=lambda text: _tell(options, "warning", text),
         ),
+        pool=pool,
     )
     warnings += evaluation.warnings
     cells = cell_rows(store, evaluation.run_id)

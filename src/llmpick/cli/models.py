@@ -9,8 +9,9 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from llmpick.backends.base import Backend, GenerationRequest
+from llmpick.backends.base import GenerationRequest
 from llmpick.backends.bundled import BUNDLED_MODELS
+from llmpick.backends.pool import ModelPool, PooledModel
 from llmpick.cli._common import TableOrJson, console, get_context, print_json
 from llmpick.errors import LlmpickError
 
@@ -36,28 +37,10 @@ def models_command(
 ) -> None:
     """List the models that can run here: bundled and configured, with backend and identity."""
     context = get_context(ctx)
-    entries: list[dict[str, Any]] = []
     names = list(BUNDLED_MODELS) + [
         n for n in context.settings.config.models if n not in BUNDLED_MODELS
     ]
-    for name in names:
-        entry: dict[str, Any] = {"name": name}
-        try:
-            spec = context.resolve(name)
-            entry.update(
-                backend=spec.backend,
-                model=spec.model,
-                source=spec.source,
-                catalog_id=spec.catalog_id,
-            )
-            if identity and spec.backend in ("llamacpp", "column", "openai"):
-                backend = context.open_backend(spec)
-                entry["identity"] = backend.describe().model_dump(exclude_none=True)
-                asyncio.run(backend.aclose())
-            entry["status"] = "ok"
-        except LlmpickError as exc:
-            entry["status"] = f"unavailable: {exc.one_line()}"
-        entries.append(entry)
+    entries = asyncio.run(_entries(context, names, identity))
     if output_format is TableOrJson.json:
         print_json({"models": entries, "backends": context.backends.names()})
         return
@@ -82,6 +65,31 @@ def models_command(
     )
 
 
+async def _entries(context: Any, names: list[str], identity: bool) -> list[dict[str, Any]]:
+    """One entry per model; with ``identity``, each local model is loaded, then closed."""
+    entries: list[dict[str, Any]] = []
+    async with ModelPool(context) as pool:
+        for name in names:
+            entry: dict[str, Any] = {"name": name}
+            try:
+                spec = context.resolve(name)
+                entry.update(
+                    backend=spec.backend,
+                    model=spec.model,
+                    source=spec.source,
+                    catalog_id=spec.catalog_id,
+                )
+                if identity and spec.backend in ("llamacpp", "column", "openai"):
+                    model = await pool.open(spec)
+                    entry["identity"] = model.identity().model_dump(exclude_none=True)
+                    await pool.close(model.name)
+                entry["status"] = "ok"
+            except LlmpickError as exc:
+                entry["status"] = f"unavailable: {exc.one_line()}"
+            entries.append(entry)
+    return entries
+
+
 def run_command(
     ctx: typer.Context,
     prompt: Annotated[str, typer.Argument(help="The prompt; '-' reads it from stdin.")],
@@ -103,7 +111,6 @@ def run_command(
     if prompt == "-":
         prompt = sys.stdin.read()
     context = get_context(ctx)
-    backend = context.open_backend(model)
     request = GenerationRequest.from_prompt(
         prompt,
         system=system,
@@ -112,12 +119,12 @@ def run_command(
         top_p=max(top_p, 1e-6),
         seed=seed,
     )
-    result = asyncio.run(_stream(backend, request, echo=output_format == "text"))
+    result = asyncio.run(_run(context, model, request, echo=output_format == "text"))
     if output_format == "json":
         print_json(
             {
                 "model": model,
-                "identity": backend.describe().model_dump(exclude_none=True),
+                "identity": result["identity"],
                 "output": result["output"],
                 "usage": result["usage"],
                 "timing": result["timing"],
@@ -126,7 +133,16 @@ def run_command(
         )
 
 
-async def _stream(backend: Backend, request: GenerationRequest, echo: bool) -> dict[str, Any]:
+async def _run(context: Any, spec: str, request: GenerationRequest, echo: bool) -> dict[str, Any]:
+    """Open the model, stream its answer, close it."""
+    async with ModelPool(context) as pool:
+        model = await pool.open(spec)
+        result = await _stream(model, request, echo)
+        result["identity"] = model.identity().model_dump(exclude_none=True)
+        return result
+
+
+async def _stream(model: PooledModel, request: GenerationRequest, echo: bool) -> dict[str, Any]:
     """Drain the stream, echoing text as it arrives; timings measured here."""
     import time
 
@@ -136,21 +152,18 @@ async def _stream(backend: Backend, request: GenerationRequest, echo: bool) -> d
     usage = None
     finish = None
     end = start
-    try:
-        async for chunk in backend.generate(request):
-            end = chunk.time_s
-            if chunk.text:
-                if first is None:
-                    first = chunk.time_s
-                parts.append(chunk.text)
-                if echo:
-                    sys.stdout.write(chunk.text)
-                    sys.stdout.flush()
-            if chunk.final:
-                usage = chunk.usage
-                finish = chunk.finish_reason
-    finally:
-        await backend.aclose()
+    async for chunk in model.stream(request):
+        end = chunk.time_s
+        if chunk.text:
+            if first is None:
+                first = chunk.time_s
+            parts.append(chunk.text)
+            if echo:
+                sys.stdout.write(chunk.text)
+                sys.stdout.flush()
+        if chunk.final:
+            usage = chunk.usage
+            finish = chunk.finish_reason
     if echo:
         sys.stdout.write("\n")
     n = usage.completion_tokens if usage else 0

@@ -1,15 +1,16 @@
-"""Concurrency helpers of the run matrix: the adaptive limiter and error unwrapping."""
+"""Concurrency helpers of the run matrix: the adaptive limiter, turns, error unwrapping."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 from llmpick.errors import LlmpickError
 
-__all__ = ["AdaptiveLimiter", "first_error"]
+__all__ = ["AdaptiveLimiter", "OneModelAtATime", "first_error"]
 
 
 class AdaptiveLimiter:
@@ -44,6 +45,61 @@ class AdaptiveLimiter:
             async with self._cond:
                 self.limit += 1
                 self._cond.notify_all()
+
+
+class OneModelAtATime:
+    """Requests of one model at a time, as many of them as the model takes; others wait.
+
+    In-process models share this machine's cores, so a run does not let two of
+    them generate side by side (their latencies would measure each other). A
+    model may hold any number of turns at once (a batching backend); when its
+    last holder leaves, the model waiting longest gets the turn, together with
+    all of its waiting requests. A request of the model in turn waits too while
+    another model waits, so no model starves.
+    """
+
+    def __init__(self) -> None:
+        self.owner: str | None = None
+        self.holders = 0
+        self._queue: collections.deque[tuple[str, asyncio.Future[None]]] = collections.deque()
+
+    @contextlib.asynccontextmanager
+    async def turn(self, model: str) -> AsyncIterator[None]:
+        """Hold a turn for ``model`` while the block runs."""
+        if not self._queue and self.owner in (None, model):
+            self.owner = model
+            self.holders += 1
+        else:
+            waiter = asyncio.get_running_loop().create_future()
+            self._queue.append((model, waiter))
+            try:
+                await waiter
+            except BaseException:
+                if waiter.done() and not waiter.cancelled():
+                    self._leave()
+                else:
+                    with contextlib.suppress(ValueError):
+                        self._queue.remove((model, waiter))
+                raise
+        try:
+            yield
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        self.holders -= 1
+        if self.holders:
+            return
+        self.owner = None
+        while self._queue and not self.holders:
+            owner = self._queue[0][0]
+            for item in [i for i in self._queue if i[0] == owner]:
+                self._queue.remove(item)
+                if not item[1].done():
+                    item[1].set_result(None)
+                    self.holders += 1
+            if self.holders:
+                self.owner = owner
 
 
 def first_error(group: BaseExceptionGroup[Any]) -> BaseException:

@@ -8,12 +8,12 @@ generations are cached, so rescoring with the same judge costs nothing new.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from llmpick.backends.base import Backend, Message
+from llmpick.backends.base import Message
+from llmpick.backends.pool import ModelPool
 from llmpick.evaluate.concurrency import first_error
 from llmpick.evaluate.dataset import Dataset, Row
 from llmpick.evaluate.results import EvalResult, summarize
@@ -80,7 +80,7 @@ async def _rescore(
             on_warning(text)
 
     store = open_store(db_path)
-    backend: Backend | None = None
+    pool = ModelPool(context)
     try:
         run = store.get_run(run_id)
         specs = (
@@ -94,9 +94,7 @@ async def _rescore(
         if judge_name:
             if judge_name in [m["name"] for m in run.models]:
                 warn(f"the judge {judge_name} is also evaluated: it grades its own outputs")
-            backend = context.open_backend(judge_name)
-            lock = asyncio.Lock()
-            judge = CachedJudge(backend, store, lambda: lock)
+            judge = CachedJudge(await pool.open(judge_name), store)
         built = build_scorers(context, specs, judge)
         dataset = dataset_of_run(store, run.id)
         store.delete_scores(run.id)
@@ -120,7 +118,5 @@ async def _rescore(
         store.set_run_summary(run.id, result.model_dump(mode="json"))
         return result
     finally:
-        if backend is not None:
-            with contextlib.suppress(Exception):
-                await backend.aclose()
+        await pool.aclose()
         store.close()

@@ -2,10 +2,13 @@
 
 Every model gets the same rendered messages and the same sampling settings
 (recorded with the run); repeat ``k`` uses ``seed + k`` when a seed is set, for
-every model alike. Local backends (one request at a time, sharing this
-machine's cores) run one cell at a time, all of them behind one lock; HTTP
-endpoints run up to ``concurrency`` requests at once and halve that on a rate
-limit, growing back one step per success.
+every model alike. Models are opened once through a model pool
+(:mod:`llmpick.backends.pool`), which also retries per backend. Each model
+runs up to ``concurrency`` requests at once (never more than its backend
+serves at once: one for a single-sequence in-process model) and halves that
+on a rate limit, growing back one step per success. In-process models share
+this machine's cores, so they take turns: never two of them (the judge
+included) generate side by side.
 
 Each finished cell is committed at once. A cell's cache key is the backend
 identity + rendered messages + sampling settings + repeat index, so a re-run
@@ -28,7 +31,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmpick.backends.base import Backend, GenerationRequest, Message, SamplingParams, collect
+from llmpick.backends.base import GenerationRequest, Message, SamplingParams
+from llmpick.backends.pool import ModelPool, PooledModel, PoolOptions
 from llmpick.backends.spec import ModelSpec
 from llmpick.errors import (
     AuthenticationError,
@@ -37,7 +41,7 @@ from llmpick.errors import (
     RateLimitError,
     UsageError,
 )
-from llmpick.evaluate.concurrency import AdaptiveLimiter, first_error
+from llmpick.evaluate.concurrency import AdaptiveLimiter, OneModelAtATime, first_error
 from llmpick.evaluate.dataset import Dataset, Row, load_dataset
 from llmpick.evaluate.progress import RunProgress
 from llmpick.evaluate.results import EvalResult, summarize
@@ -57,6 +61,8 @@ __all__ = ["ModelPrice", "RunOptions", "arun_eval", "run_eval"]
 
 #: errors after which a model's other cells are not attempted in this invocation
 _FATAL = (EndpointUnreachableError, AuthenticationError)
+#: a batch client may queue much: its workers are bounded by ``concurrency`` anyway
+_EVAL_MAX_QUEUE = 1024
 
 
 class ModelPrice(BaseModel):
@@ -82,7 +88,7 @@ class RunOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     repeats: int = Field(default=1, ge=1)
-    #: requests in flight per HTTP endpoint; local backends always run one at a time
+    #: requests in flight per model, at most what its backend serves at once
     concurrency: int = Field(default=8, ge=1)
     #: scorers running at once (code_exec sandboxes are processes)
     score_workers: int = Field(default=2, ge=1)
@@ -98,11 +104,12 @@ class RunOptions(BaseModel):
 class _Model:
     """An opened model of the run."""
 
-    def __init__(self, spec: ModelSpec, backend: Backend, price: ModelPrice | None) -> None:
+    def __init__(self, spec: ModelSpec, pooled: PooledModel, price: ModelPrice | None) -> None:
         self.name = spec.name
         self.spec = spec
-        self.backend = backend
-        self.identity = backend.describe()
+        self.pooled = pooled
+        self.backend = pooled.backend
+        self.identity = pooled.identity()
         self.identity_key = self.identity.key()
         self.price = price
         self.fatal: str | None = None
@@ -138,14 +145,18 @@ def run_eval(
     params: SamplingParams | None = None,
     db_path: Path | str = DEFAULT_DB,
     options: RunOptions | None = None,
+    pool: ModelPool | None = None,
 ) -> EvalResult:
     """Evaluate ``models`` on ``dataset`` and return the summary (blocking).
 
     ``context`` is a :class:`llmpick.context.Context`; ``scorers`` default to
     the suite's or :func:`llmpick.evaluate.scorers.default_scorers` for the
-    dataset's columns. See :func:`arun_eval` for the async form.
+    dataset's columns. Models are opened in ``pool`` (left open) or in a pool
+    of the run's own (closed at the end). See :func:`arun_eval` for the async form.
     """
-    return asyncio.run(arun_eval(context, dataset, models, scorers, params, db_path, options))
+    return asyncio.run(
+        arun_eval(context, dataset, models, scorers, params, db_path, options, pool=pool)
+    )
 
 
 async def arun_eval(
@@ -156,6 +167,7 @@ async def arun_eval(
     params: SamplingParams | None = None,
     db_path: Path | str = DEFAULT_DB,
     options: RunOptions | None = None,
+    pool: ModelPool | None = None,
 ) -> EvalResult:
     """Evaluate ``models`` on ``dataset``; resumes the same command's unfinished run."""
     options = options or RunOptions()
@@ -196,23 +208,26 @@ async def arun_eval(
 
     pairwise = pairwise_spec(scorer_specs, judge_spec is not None)
     store = open_store(db_path)
-    opened: list[Backend] = []
-    local_lock = asyncio.Lock()
+    own_pool = pool is None
+    if pool is None:
+        pool = ModelPool(
+            context,
+            PoolOptions(remote_concurrency=options.concurrency, max_queue=_EVAL_MAX_QUEUE),
+        )
+    turns = OneModelAtATime()
     try:
         judge: CachedJudge | None = None
         if judge_spec is not None:
-            judge_backend = context.open_backend(judge_spec)
-            opened.append(judge_backend)
-            judge = CachedJudge(judge_backend, store, _lock_for(judge_backend, local_lock))
+            judge_model = await pool.open(judge_spec)
+            judge = CachedJudge(judge_model, store, _turn_for(judge_model, turns))
         built = build_scorers(context, scorer_specs, judge)
         if judge is not None and not judge.backend.is_local:
             await _preflight(judge)
 
         run_models: list[_Model] = []
         for spec in specs:
-            backend = context.open_backend(spec)
-            opened.append(backend)
-            run_models.append(_Model(spec, backend, options.prices.get(spec.name)))
+            pooled = await pool.open(spec)
+            run_models.append(_Model(spec, pooled, options.prices.get(spec.name)))
         if judge is not None:
             from llmpick.evaluate.scorers import self_judging
 
@@ -255,7 +270,7 @@ async def arun_eval(
             store.set_run_status(run_id, "running")
         store.add_rows(run_id, [_run_row(r) for r in ds.rows])
 
-        runner = _Runner(store, run_id, ds, run_models, params, options, local_lock, warn)
+        runner = _Runner(store, run_id, ds, run_models, params, options, turns, warn)
         status = "interrupted"
         pairwise_result = None
         try:
@@ -296,17 +311,17 @@ async def arun_eval(
         }
         return result
     finally:
-        for backend in opened:
-            with contextlib.suppress(Exception):
-                await backend.aclose()
+        if own_pool:
+            await pool.aclose()
         store.close()
 
 
-def _lock_for(
-    backend: Backend, local_lock: asyncio.Lock
+def _turn_for(
+    model: PooledModel, turns: OneModelAtATime
 ) -> Callable[[], contextlib.AbstractAsyncContextManager[Any]]:
-    if backend.is_local:
-        return lambda: local_lock
+    """In-process models take turns on this machine's cores; HTTP ones need none."""
+    if model.backend.is_local:
+        return lambda: turns.turn(model.name)
     return contextlib.nullcontext
 
 
@@ -341,7 +356,7 @@ class _Runner:
         models: list[_Model],
         params: SamplingParams,
         options: RunOptions,
-        local_lock: asyncio.Lock,
+        turns: OneModelAtATime,
         warn: Callable[[str], None],
     ) -> None:
         self.store = store
@@ -350,7 +365,7 @@ class _Runner:
         self.models = {m.name: m for m in models}
         self.params = params
         self.options = options
-        self.local_lock = local_lock
+        self.turns = turns
         self.warn = warn
         self.errors = 0
         self.generation_s = 0.0
@@ -426,25 +441,27 @@ class _Runner:
         return reused
 
     async def _run_model(self, model: _Model, cells: list[_Plan], scoring: ScoringPass) -> None:
-        if model.backend.is_local:
-            for p in cells:
-                await self._cell(model, p, scoring, None)
-            return
-        limiter = AdaptiveLimiter(self.options.concurrency)
+        limiter = AdaptiveLimiter(min(self.options.concurrency, model.pooled.concurrency))
+        turn = _turn_for(model.pooled, self.turns)
         queue: asyncio.Queue[_Plan] = asyncio.Queue()
         for p in cells:
             queue.put_nowait(p)
 
         async def worker() -> None:
             while not queue.empty():
-                await self._cell(model, queue.get_nowait(), scoring, limiter)
+                await self._cell(model, queue.get_nowait(), scoring, limiter, turn)
 
         async with asyncio.TaskGroup() as group:
-            for _ in range(min(self.options.concurrency, len(cells))):
+            for _ in range(min(limiter.max_limit, len(cells))):
                 group.create_task(worker())
 
     async def _cell(
-        self, model: _Model, p: _Plan, scoring: ScoringPass, limiter: AdaptiveLimiter | None
+        self,
+        model: _Model,
+        p: _Plan,
+        scoring: ScoringPass,
+        limiter: AdaptiveLimiter,
+        turn: Callable[[], contextlib.AbstractAsyncContextManager[Any]],
     ) -> None:
         row = self.dataset.rows[p.row_index]
         params = _repeat_params(self.params, p.repeat)
@@ -458,16 +475,12 @@ class _Runner:
         attempt = 0
         while model.fatal is None:
             try:
-                if limiter is None:
-                    async with self.local_lock:
-                        generation = await collect(model.backend, request)
-                else:
-                    async with limiter.slot():
-                        generation = await collect(model.backend, request)
-                    await limiter.succeeded()
+                async with limiter.slot(), turn():
+                    generation = await model.pooled.generate(request)
+                await limiter.succeeded()
                 break
             except RateLimitError as exc:
-                if limiter is None or attempt >= self.options.rate_limit_retries:
+                if attempt >= self.options.rate_limit_retries:
                     error = exc.one_line()
                     break
                 limiter.rate_limited()

@@ -15,14 +15,8 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from llmpick.backends.base import (
-    Backend,
-    Generation,
-    GenerationRequest,
-    Usage,
-    collect,
-    sha256_text,
-)
+from llmpick.backends.base import Generation, GenerationRequest, Usage, sha256_text
+from llmpick.backends.pool import PooledModel
 from llmpick.errors import LlmpickError, ScorerError
 from llmpick.evaluate.scorers.base import Cell, JudgeFn, Score, Scorer, ScorerSpec
 from llmpick.store import GenerationRecord, Store
@@ -125,17 +119,22 @@ async def run_scorer(scorer: BuiltScorer, cell: Cell, slots: asyncio.Semaphore) 
 
 
 class CachedJudge:
-    """A :data:`JudgeFn` over a backend, cached in the store like model generations."""
+    """A :data:`JudgeFn` over a pooled model, cached in the store like model generations.
+
+    ``lock`` is entered around each generation (a run keeps in-process models from
+    running side by side); the pool limits and retries the requests themselves.
+    """
 
     def __init__(
         self,
-        backend: Backend,
+        model: PooledModel,
         store: Store,
-        lock: Callable[[], contextlib.AbstractAsyncContextManager[Any]],
+        lock: Callable[[], contextlib.AbstractAsyncContextManager[Any]] = contextlib.nullcontext,
     ) -> None:
-        self.backend = backend
+        self.model = model
+        self.backend = model.backend
         self.store = store
-        self.identity = backend.describe()
+        self.identity = model.identity()
         self.identity_key = self.identity.key()
         self._lock = lock
         self.calls = 0
@@ -160,7 +159,7 @@ class CachedJudge:
                 finish_reason=hit.finish_reason,
             )
         async with self._lock():
-            generation = await collect(self.backend, request)
+            generation = await self.model.generate(request)
         self.calls += 1
         self.store.put_generation(
             GenerationRecord(
