@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import TYPE_CHECKING, Literal
 
 import psutil
@@ -201,54 +201,56 @@ class PooledModel:
             self._succeeded()
         return self.health()
 
-    async def stream(
+    def stream(
         self, request: GenerationRequest, *, retries: bool = True
-    ) -> AsyncIterator[Chunk]:
+    ) -> AsyncGenerator[Chunk, None]:
         """Stream the answer once a slot is free.
 
         Raises :class:`QueueFullError` at once when the wait queue is full.
         With ``retries=False`` exactly one request is sent (measurements).
         Closing the stream early (a client that went away) releases the slot.
         """
-        await self._slots.acquire(self.name)
-        try:
-            async with contextlib.aclosing(self._attempts(request, retries)) as chunks:
-                async for chunk in chunks:
-                    yield chunk
-        finally:
-            self._slots.release()
+        return self._attempts(request, retries, take_slot=True)
 
     async def generate(self, request: GenerationRequest, *, retries: bool = True) -> Generation:
         """The whole answer; its timing starts when a slot was obtained (not queueing)."""
         await self._slots.acquire(self.name)
         try:
-            async with contextlib.aclosing(self._attempts(request, retries)) as chunks:
+            chunks = self._attempts(request, retries, take_slot=False)
+            async with contextlib.aclosing(chunks):
                 return await collect_stream(chunks)
         finally:
             self._slots.release()
 
     async def _attempts(
-        self, request: GenerationRequest, retries: bool
+        self, request: GenerationRequest, retries: bool, take_slot: bool
     ) -> AsyncGenerator[Chunk, None]:
-        policy = self.backend.retry_policy() if retries else _NO_RETRIES
-        done = 0
-        while True:
-            started = False
+        # one generator layer between the backend and the caller: it costs per chunk
+        if take_slot:
+            await self._slots.acquire(self.name)
+        try:
+            policy = self.backend.retry_policy() if retries else _NO_RETRIES
             send = self.backend.generate if retries else self.backend.generate_once
-            try:
-                async with contextlib.aclosing(send(request)) as chunks:  # type: ignore[type-var]
-                    async for chunk in chunks:
-                        started = True
-                        yield chunk
-            except Exception as exc:
-                if not started and policy.should_retry(exc, done):
-                    await asyncio.sleep(policy.delay_s(exc, done))
-                    done += 1
-                    continue
-                self._failed(exc)
-                raise
-            self._succeeded()
-            return
+            done = 0
+            while True:
+                started = False
+                try:
+                    async with contextlib.aclosing(send(request)) as chunks:  # type: ignore[type-var]
+                        async for chunk in chunks:
+                            started = True
+                            yield chunk
+                except Exception as exc:
+                    if not started and policy.should_retry(exc, done):
+                        await asyncio.sleep(policy.delay_s(exc, done))
+                        done += 1
+                        continue
+                    self._failed(exc)
+                    raise
+                self._succeeded()
+                return
+        finally:
+            if take_slot:
+                self._slots.release()
 
     def _succeeded(self) -> None:
         self._failures = 0
