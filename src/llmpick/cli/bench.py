@@ -206,9 +206,10 @@ def bench(
 ) -> None:
     """Measure TTFT, TPOT, ITL, E2E, throughput, goodput and memory, beside fit's estimate.
 
-    Local in-process backends serve one request at a time: concurrency above 1
-    queues requests (TTFT includes the wait). Use an openai: server backend to
-    measure batching. Metric definitions: docs/metrics.md.
+    A model serves as many requests at once as its backend allows (one for a
+    single-sequence in-process model): concurrency above that queues requests
+    (TTFT includes the wait). Use an openai: server backend to measure a server's
+    batching. Requests are never retried. Metric definitions: docs/metrics.md.
     """
     config = BenchConfig(
         concurrency=parse_int_list(concurrency, "--concurrency") if concurrency else (),

@@ -113,7 +113,12 @@ def eval_command(
         int | None, typer.Option("--limit", min=1, help="Only the first N rows.")
     ] = None,
     concurrency: Annotated[
-        int, typer.Option("--concurrency", min=1, help="Requests in flight per HTTP endpoint.")
+        int,
+        typer.Option(
+            "--concurrency",
+            min=1,
+            help="Requests in flight per model (at most what its backend serves at once).",
+        ),
     ] = 8,
     price: Annotated[
         list[str] | None,
