@@ -23,18 +23,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import ipaddress
-import os
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
-from llmpick.backends.base import Backend, GenerationRequest
+from llmpick.backends.base import GenerationRequest
 from llmpick.backends.pool import ModelPool, PooledModel, PoolOptions
 from llmpick.backends.spec import ModelSpec
+from llmpick.bench.estimate import calibrate_fit, device_label, fit_estimate
 from llmpick.bench.load import LoadPoint, RequestFactory, closed_loop, open_loop, send_request
 from llmpick.bench.memory import MemoryReport, MemorySampler, server_memory_metrics
 from llmpick.bench.metrics import RequestTiming, Slo, aggregate, output_tokens
@@ -44,9 +41,9 @@ from llmpick.bench.prompts import (
     synthetic_prompt,
     token_counter_for,
 )
-from llmpick.bench.results import BenchResult, Estimate, LoadResult
+from llmpick.bench.results import BenchResult, LoadResult
 from llmpick.context import Context
-from llmpick.errors import BackendError, LlmpickError, UsageError
+from llmpick.errors import BackendError, UsageError
 
 __all__ = ["BenchConfig", "BenchInterrupted", "config_summary", "run_bench"]
 
@@ -101,120 +98,6 @@ class BenchConfig:
         points = [LoadPoint(concurrency=c) for c in self.concurrency]
         points += [LoadPoint(rate=r) for r in self.rates]
         return points or [LoadPoint(concurrency=1)]
-
-
-def _is_loopback(url: str | None) -> bool:
-    host = urlparse(url or "").hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
-
-
-def _device(backend: Backend, memory: MemoryReport | None) -> str:
-    if not backend.is_local:
-        return f"server at {backend.describe().base_url}"
-    n_gpu_layers = getattr(backend.options, "n_gpu_layers", 0)
-    if memory is not None and memory.gpu_name and n_gpu_layers != 0:
-        return f"gpu: {memory.gpu_name}"
-    threads = getattr(backend.options, "n_threads", None) or os.cpu_count()
-    return f"cpu: {_cpu_name()} ({threads} threads)"
-
-
-def _calibrate(
-    spec: ModelSpec,
-    backend: Backend,
-    window: int | None,
-    prompt_tokens: int | None,
-    result: BenchResult,
-) -> str:
-    """Store measured / (uncalibrated) estimated speed for fit on this machine."""
-    from llmpick.fit.calibration import Calibration, host_key, save_calibration
-
-    if not backend.is_local:
-        return "not calibrated: only in-process backends measure this machine"
-    point = next((r for r in result.results if r.point.concurrency == 1), None)
-    if point is None:
-        return "not calibrated: calibration needs a concurrency-1 load point"
-    raw, why = _estimate(spec, backend, window, prompt_tokens, calibrated=False)
-    if raw is None:
-        return f"not calibrated: {why}"
-    tpot = point.metrics.time_per_output_token_s.p50
-    ttft = point.metrics.time_to_first_token_s.p50
-    decode = (
-        (1.0 / tpot) / raw.decode_tokens_per_second
-        if tpot and raw.decode_tokens_per_second
-        else None
-    )
-    prefill = ttft / raw.time_to_first_token_s if ttft and raw.time_to_first_token_s else None
-    if decode is None and prefill is None:
-        return "not calibrated: no TPOT or TTFT was measured"
-    import datetime as dt
-
-    runtime = "transformers" if spec.backend == "hf" else "llamacpp"
-    cal = Calibration(
-        host=host_key(),
-        runtime=runtime,
-        decode_factor=decode,
-        prefill_factor=prefill,
-        model=result.model,
-        measured_at=dt.date.today().isoformat(),
-        note=f"{len(point.timings)} requests, {prompt_tokens} prompt tokens",
-    )
-    path = save_calibration(cal)
-    return f"{cal.describe()}; saved to {path} (used by fit, recommend and cost here)"
-
-
-def _estimate(
-    spec: ModelSpec,
-    backend: Backend,
-    window: int | None,
-    prompt_tokens: int | None,
-    calibrated: bool = True,
-) -> tuple[Estimate | None, str | None]:
-    """Ask ``fit`` for its estimate of this model on this machine; None and why if none."""
-    if not backend.is_local and not _is_loopback(backend.describe().base_url):
-        return None, "no estimate: the server is not on this machine"
-    try:
-        from llmpick.fit import fit_model
-    except ImportError:
-        return None, "no estimate: llmpick.fit.fit_model is not available"
-    path = getattr(backend, "path", None)
-    model_ref = str(path) if path is not None else (spec.catalog_id or spec.model)
-    kwargs: dict[str, Any] = {
-        "context": window or 4096,
-        "batch": 1,
-        "prompt_tokens": prompt_tokens,
-        "calibrated": calibrated,
-    }
-    if spec.backend == "hf":
-        kwargs["runtime"] = "transformers"
-    try:
-        fit = fit_model(model_ref, **kwargs)
-    except LlmpickError as exc:
-        return None, f"no estimate: {exc.one_line()}"
-    except (ValueError, OSError) as exc:  # an estimate must never sink a measurement
-        return None, f"no estimate: {type(exc).__name__}: {exc}"
-    basis = fit.basis
-    estimate = Estimate(
-        decode_tokens_per_second=fit.decode_tokens_per_second,
-        time_to_first_token_s=fit.time_to_first_token_s,
-        total_bytes=fit.total_bytes,
-        basis="; ".join(f"{k}: {v}" for k, v in basis.items())
-        if isinstance(basis, dict)
-        else str(basis),
-    )
-    return estimate, None
 
 
 def _pool_options(config: BenchConfig) -> PoolOptions:
@@ -494,7 +377,7 @@ def run_bench(
                 memory, note = _count_earlier_load(memory, model.load_rss_bytes)
                 result.notes.append(note)
             result.memory = memory
-            result.device = _device(backend, memory)
+            result.device = device_label(backend, memory)
             result.server_metrics = run.server or None
             if any(t.ok and t.completion_tokens is None for r in run.done for t in r.timings):
                 result.notes.append(
@@ -520,12 +403,12 @@ def run_bench(
                     f"{mismatched} replies had a backend token count that differs from "
                     f"{counter.source}'s count of their text by more than 5%"
                 )
-        estimate, why = _estimate(spec, backend, window, typical_prompt_tokens)
+        estimate, why = fit_estimate(spec, backend, window, typical_prompt_tokens)
         result.estimate = estimate
         if why:
             result.notes.append(why)
         if config.calibrate:
-            result.notes.append(_calibrate(spec, backend, window, typical_prompt_tokens, result))
+            result.notes.append(calibrate_fit(spec, backend, window, typical_prompt_tokens, result))
         return result
     except KeyboardInterrupt:
         raise BenchInterrupted(result) from None
