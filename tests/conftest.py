@@ -79,19 +79,23 @@ def start_llama_server(
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    deadline = time.monotonic() + 120
+    wait_for_port(proc, port, "llama_cpp.server", timeout=120)
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def wait_for_port(proc: subprocess.Popen[bytes], port: int, name: str, timeout: float) -> None:
+    """Wait until ``proc`` accepts connections on 127.0.0.1:``port`` (kill it if it never does)."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("llama_cpp.server exited early")
+            raise RuntimeError(f"{name} exited early")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
+                return
         except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise RuntimeError("llama_cpp.server did not start")
-    return proc, f"http://127.0.0.1:{port}/v1"
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{name} did not start")
 
 
 @pytest.fixture(scope="session")
@@ -115,18 +119,7 @@ def start_redis_server() -> tuple[subprocess.Popen[bytes], str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError("redis-server exited early")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError("redis-server did not start")
+    wait_for_port(proc, port, "redis-server", timeout=20)
     return proc, f"redis://127.0.0.1:{port}/0"
 
 

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -54,50 +55,43 @@ async def _burst(limiter: Limiter, key: str, n: int, **limits: int | None) -> li
     return await asyncio.gather(*(one() for _ in range(n)))
 
 
-@pytest.mark.parametrize("storage", ["memory", "redis"])
-async def test_burst_of_50_against_20_rpm_lets_exactly_20_through(
-    storage: str, request: pytest.FixtureRequest
-) -> None:
-    url = request.getfixturevalue("redis_url") if storage == "redis" else None
+@pytest.fixture(params=["memory", "redis"])
+async def limiter(request: pytest.FixtureRequest) -> AsyncIterator[Limiter]:
+    """A limiter in memory, then one in a real redis-server."""
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
     limiter = Limiter(url)
-    key = uuid.uuid4().hex
-    try:
-        statuses = await _burst(limiter, key, 50, rpm=20, tpm=None)
-        assert statuses.count(200) == 20 and statuses.count(429) == 30
-        with pytest.raises(RequestRejectedError) as info:
-            await limiter.admit(key, rpm=20, tpm=None, prompt_tokens=1)
-        assert info.value.retry_after is not None and 1 <= info.value.retry_after <= 60
-        assert "20 requests per minute" in info.value.message
-        assert (await limiter.usage(key)).requests == 20
-    finally:
-        await limiter.close()
+    yield limiter
+    await limiter.close()
 
 
-@pytest.mark.parametrize("storage", ["memory", "redis"])
-async def test_tokens_per_minute_count_prompt_and_streamed_output(
-    storage: str, request: pytest.FixtureRequest
-) -> None:
-    url = request.getfixturevalue("redis_url") if storage == "redis" else None
-    limiter = Limiter(url)
+async def test_burst_of_50_against_20_rpm_lets_exactly_20_through(limiter: Limiter) -> None:
     key = uuid.uuid4().hex
-    try:
-        await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=40)
-        for _ in range(5):  # output counted chunk by chunk as it streams
-            await limiter.add_output(key, tpm=100, tokens=10)
-        usage = await limiter.usage(key)
-        assert (usage.requests, usage.prompt_tokens, usage.completion_tokens) == (1, 40, 50)
-        await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=10)  # 100 of 100 used
-        with pytest.raises(RequestRejectedError) as info:
-            await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=1)
-        assert info.value.status == 429 and info.value.code == "tpm_limit_exceeded"
-        # past the budget mid-stream: still counted, never refused
-        await limiter.add_output(key, tpm=100, tokens=7)
-        assert (await limiter.usage(key)).completion_tokens == 57
-        with pytest.raises(RequestRejectedError) as too_big:
-            await limiter.admit(uuid.uuid4().hex, rpm=None, tpm=100, prompt_tokens=101)
-        assert too_big.value.status == 400 and "shorten" in too_big.value.message
-    finally:
-        await limiter.close()
+    statuses = await _burst(limiter, key, 50, rpm=20, tpm=None)
+    assert statuses.count(200) == 20 and statuses.count(429) == 30
+    with pytest.raises(RequestRejectedError) as info:
+        await limiter.admit(key, rpm=20, tpm=None, prompt_tokens=1)
+    assert info.value.retry_after is not None and 1 <= info.value.retry_after <= 60
+    assert "20 requests per minute" in info.value.message
+    assert (await limiter.usage(key)).requests == 20
+
+
+async def test_tokens_per_minute_count_prompt_and_streamed_output(limiter: Limiter) -> None:
+    key = uuid.uuid4().hex
+    await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=40)
+    for _ in range(5):  # output counted chunk by chunk as it streams
+        await limiter.add_output(key, tpm=100, tokens=10)
+    usage = await limiter.usage(key)
+    assert (usage.requests, usage.prompt_tokens, usage.completion_tokens) == (1, 40, 50)
+    await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=10)  # 100 of 100 used
+    with pytest.raises(RequestRejectedError) as info:
+        await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=1)
+    assert info.value.status == 429 and info.value.code == "tpm_limit_exceeded"
+    # past the budget mid-stream: still counted, never refused
+    await limiter.add_output(key, tpm=100, tokens=7)
+    assert (await limiter.usage(key)).completion_tokens == 57
+    with pytest.raises(RequestRejectedError) as too_big:
+        await limiter.admit(uuid.uuid4().hex, rpm=None, tpm=100, prompt_tokens=101)
+    assert too_big.value.status == 400 and "shorten" in too_big.value.message
 
 
 async def test_burst_of_50_in_two_processes_sharing_redis_lets_exactly_20_through(
