@@ -171,6 +171,11 @@ class KeyStore:
             raise UsageError(f"no key with id '{key_id}'", "run 'llmpick keys list'")
         return self._key(row)
 
+    def find(self, name: str) -> ApiKey | None:
+        """The key with this name, if any."""
+        row = self.store.db.execute("SELECT * FROM api_keys WHERE name = ?", (name,)).fetchone()
+        return self._key(row) if row is not None else None
+
     def verify(self, token: str | None) -> ApiKey:
         """The active key ``token`` is, or a 401 :class:`RequestRejectedError` saying why."""
         if not token:

@@ -1,0 +1,181 @@
+"""The gateway's security policy: API keys, per-key limits, request rules, private log.
+
+:class:`SecurityPolicy` implements the gateway's request-policy seam
+(``authenticate`` → ``admit`` → ``on_output_tokens``… → ``on_finish``). The gateway
+calls, per request:
+
+1. ``authenticate(request)`` — the key from ``Authorization: Bearer``; 401 when keys
+   are configured and it is missing, unknown, expired or revoked;
+2. ``rules`` checks on the parsed body (messages, stop, tokens; 400), the body size
+   itself is :class:`~llmpick.serve.rules.BodySizeLimit` middleware (413);
+3. ``admit(principal, model, prompt_tokens, max_tokens)`` — model allowed for the key
+   (403), RPM and TPM (429 with ``Retry-After``);
+4. ``on_output_tokens(principal, model, n)`` as output streams (counted against TPM);
+5. ``on_finish(record, prompt_text, output_text)`` — one access-log line (HMACs, no
+   text) and the key's usage counters in the store.
+
+Errors are :class:`~llmpick.errors.RequestRejectedError`; the gateway turns them into
+its OpenAI-shaped error responses.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+from starlette.requests import HTTPConnection
+
+from llmpick.errors import ConfigError, RequestRejectedError
+from llmpick.serve.accesslog import AccessLog
+from llmpick.serve.keys import KeyStore
+from llmpick.serve.limits import Limiter
+from llmpick.serve.rules import RequestRules
+from llmpick.store import Store
+
+__all__ = [
+    "KeyPrincipal",
+    "SecurityOptions",
+    "SecurityPolicy",
+    "check_bind",
+]
+
+# statuses the policy itself answers before a request is admitted: not usage
+_REJECTED = {400, 401, 403, 413, 429}
+
+
+class SecurityOptions(BaseModel):
+    """How the gateway protects itself (CLI flags / ``serve.security`` in llmpick.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    protect_metrics: bool = False
+    protect_ready: bool = False
+    redis_url: str | None = None
+    access_log: Path | None = None
+    log_secret_file: Path | None = None
+    log_text: bool = False
+    rules: RequestRules = RequestRules()
+
+
+class KeyPrincipal(BaseModel):
+    """Who is calling: the key's id and name (never the key) and what it may use."""
+
+    key_id: str | None = None
+    key_name: str | None = None
+    allowed_models: list[str] | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+
+
+class SecurityPolicy:
+    """Keys from the store, limits in memory or Redis, an HMAC-only access log."""
+
+    def __init__(
+        self,
+        store: Store,
+        options: SecurityOptions | None = None,
+        *,
+        access_log: AccessLog | None = None,
+    ) -> None:
+        self.options = options or SecurityOptions()
+        self.keys = KeyStore(store)
+        self.limiter = Limiter(self.options.redis_url)
+        self.rules = self.options.rules
+        self.access_log = access_log
+
+    async def close(self) -> None:
+        """Release Redis connections and the log file."""
+        await self.limiter.close()
+        if self.access_log is not None:
+            self.access_log.close()
+
+    def keys_required(self) -> bool:
+        """Whether requests need a key (at least one active key exists)."""
+        return self.keys.any_active()
+
+    def protects(self, path: str) -> bool:
+        """Whether ``path`` needs a key (``/v1/*``; ``/metrics``, ``/ready`` by option)."""
+        if path.startswith("/v1/") or path == "/v1":
+            return True
+        if path == "/metrics":
+            return self.options.protect_metrics
+        if path == "/ready":
+            return self.options.protect_ready
+        return False
+
+    async def authenticate(self, request: HTTPConnection) -> KeyPrincipal:
+        """The caller's key, or anonymous when no key is configured (401 otherwise)."""
+        if not self.keys_required():
+            return KeyPrincipal()
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if header and scheme.lower() != "bearer":
+            raise RequestRejectedError(
+                401,
+                "the Authorization header must read 'Bearer <key>'",
+                code="invalid_authorization_header",
+            )
+        key = self.keys.verify(token.strip() or None)
+        return KeyPrincipal(
+            key_id=key.id, key_name=key.name, allowed_models=key.models, rpm=key.rpm, tpm=key.tpm
+        )
+
+    async def admit(
+        self, principal: KeyPrincipal, model: str, prompt_tokens: int, max_tokens: int | None
+    ) -> None:
+        """Rules on tokens, the key's models, then its RPM/TPM (counts the request)."""
+        self.rules.check_tokens(prompt_tokens, max_tokens)
+        if principal.key_id is None:
+            return
+        allowed = principal.allowed_models
+        if allowed and model not in allowed:
+            raise RequestRejectedError(
+                403,
+                f"this key may not use '{model}'; it may use: {', '.join(allowed)}",
+                code="model_not_allowed",
+                param="model",
+            )
+        await self.limiter.admit(
+            principal.key_id, rpm=principal.rpm, tpm=principal.tpm, prompt_tokens=prompt_tokens
+        )
+
+    async def on_output_tokens(self, principal: KeyPrincipal, model: str, n: int) -> None:
+        """Count ``n`` streamed output tokens against the key's TPM."""
+        if principal.key_id is not None:
+            await self.limiter.add_output(principal.key_id, tpm=principal.tpm, tokens=n)
+
+    async def on_finish(self, record: Any, prompt_text: str, output_text: str) -> None:
+        """One access-log line; the key's usage in the store (admitted requests only)."""
+        fields = record.model_dump() if isinstance(record, BaseModel) else dict(record)
+        if self.access_log is not None:
+            self.access_log.write(fields, prompt_text, output_text)
+        name = fields.get("key_name")
+        if name and fields.get("status") not in _REJECTED:
+            key = self.keys.find(name)
+            if key is not None:
+                self.keys.add_usage(
+                    key.id,
+                    prompt_tokens=fields.get("prompt_tokens") or 0,
+                    completion_tokens=fields.get("completion_tokens") or 0,
+                )
+
+
+def check_bind(host: str, *, keys_configured: bool, allow_open: bool) -> str | None:
+    """Refuse a non-loopback bind without keys unless ``allow_open``; return a warning.
+
+    Returns the warning to print (or ``None``); raises a ConfigError when refused.
+    """
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if loopback or keys_configured:
+        return None
+    if not allow_open:
+        raise ConfigError(
+            f"refusing to serve on {host} without API keys: anyone who can reach it could use it",
+            "create a key with 'llmpick keys create --name NAME', or pass --allow-unauthenticated",
+        )
+    return f"warning: serving on {host} without API keys; anyone who can reach it can use it"
