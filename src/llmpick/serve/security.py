@@ -21,25 +21,36 @@ its OpenAI-shaped error responses.
 from __future__ import annotations
 
 import ipaddress
+import math
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
-from starlette.requests import HTTPConnection
+from starlette.applications import Starlette
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmpick.errors import ConfigError, RequestRejectedError
 from llmpick.serve.accesslog import AccessLog
 from llmpick.serve.keys import KeyStore
 from llmpick.serve.limits import Limiter
-from llmpick.serve.rules import RequestRules
+from llmpick.serve.rules import BodySizeLimit, RequestRules
 from llmpick.store import Store
 
 __all__ = [
+    "AuthMiddleware",
     "KeyPrincipal",
     "SecurityOptions",
     "SecurityPolicy",
     "check_bind",
+    "error_body",
+    "error_response",
+    "install",
 ]
+
+# where AuthMiddleware leaves the principal in the ASGI scope's state
+_PRINCIPAL = "llmpick_principal"
 
 # statuses the policy itself answers before a request is admitted: not usage
 _REJECTED = {400, 401, 403, 413, 429}
@@ -106,7 +117,13 @@ class SecurityPolicy:
         return False
 
     async def authenticate(self, request: HTTPConnection) -> KeyPrincipal:
-        """The caller's key, or anonymous when no key is configured (401 otherwise)."""
+        """The caller's key, or anonymous when no key is configured (401 otherwise).
+
+        When :class:`AuthMiddleware` already checked the request, its result is reused.
+        """
+        known = request.scope.get("state", {}).get(_PRINCIPAL)
+        if isinstance(known, KeyPrincipal):
+            return known
         if not self.keys_required():
             return KeyPrincipal()
         header = request.headers.get("authorization", "")
@@ -160,6 +177,68 @@ class SecurityPolicy:
                     prompt_tokens=fields.get("prompt_tokens") or 0,
                     completion_tokens=fields.get("completion_tokens") or 0,
                 )
+
+
+def error_body(exc: RequestRejectedError) -> dict[str, Any]:
+    """OpenAI's error shape for a refused request."""
+    kind = {
+        401: "authentication_error",
+        403: "permission_error",
+        429: "rate_limit_error",
+        504: "timeout_error",
+    }.get(exc.status, "invalid_request_error")
+    return {"error": {"message": exc.message, "type": kind, "code": exc.code, "param": exc.param}}
+
+
+def error_response(exc: RequestRejectedError) -> JSONResponse:
+    """The JSON response for a refused request (``Retry-After`` on 429)."""
+    headers = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+    if exc.status == 401:
+        headers["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(error_body(exc), status_code=exc.status, headers=headers)
+
+
+class AuthMiddleware:
+    """ASGI middleware: the policy's key check on every protected path (401 before routing).
+
+    The principal is left in ``request.state`` for the gateway's handlers
+    (``SecurityPolicy.authenticate`` returns it again without a second lookup).
+    """
+
+    def __init__(self, app: ASGIApp, policy: SecurityPolicy) -> None:
+        self.app = app
+        self.policy = policy
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Authenticate protected HTTP paths; pass everything else on."""
+        if scope["type"] != "http" or not self.policy.protects(scope["path"]):
+            await self.app(scope, receive, send)
+            return
+        try:
+            principal = await self.policy.authenticate(HTTPConnection(scope))
+        except RequestRejectedError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        scope.setdefault("state", {})[_PRINCIPAL] = principal
+        await self.app(scope, receive, send)
+
+
+def install(app: Starlette, policy: SecurityPolicy) -> None:
+    """Add the security middlewares to the gateway's app and map refusals to responses.
+
+    Order (outermost first): body size (413) → keys (401) → the app. The drain
+    middleware, when used, goes outside these (``DrainMiddleware(app, state)``).
+    """
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestRejectedError)
+        return error_response(exc)
+
+    app.add_exception_handler(RequestRejectedError, handle)
+    app.add_middleware(AuthMiddleware, policy=policy)
+    app.add_middleware(BodySizeLimit, max_bytes=policy.rules.max_body_bytes)
 
 
 def check_bind(host: str, *, keys_configured: bool, allow_open: bool) -> str | None:
