@@ -17,6 +17,7 @@ import pytest
 
 from conftest import free_port, wait_for_port
 from llmpick.serve.keys import KeyStore
+from llmpick.serve.limits import Limiter
 from llmpick.store import open_store
 
 pytestmark = pytest.mark.network
@@ -95,7 +96,7 @@ def gateways(tmp_path_factory: pytest.TempPathFactory, redis_url: str) -> Iterat
         for proc, url in zip(procs, urls, strict=True):
             wait_for_port(proc, int(url.rsplit(":", 1)[1]), "stand-in gateway", timeout=60)
         yield {"a": urls[0], "b": urls[1], "limited": limited, "free": free,
-               "revoked": revoked, "db": str(db)}  # fmt: skip
+               "revoked": revoked, "db": str(db), "redis": redis_url}  # fmt: skip
     finally:
         for proc in procs:
             proc.terminate()
@@ -193,3 +194,10 @@ async def test_burst_of_50_across_two_processes_lets_exactly_20_through(
         assert key is not None
         usage = keys.usage(key.id)
     assert (usage.requests, usage.prompt_tokens, usage.completion_tokens) == (20, 20, 60)
+    limiter = Limiter(gateways["redis"])
+    try:
+        in_redis = await limiter.usage(key.id)
+    finally:
+        await limiter.close()
+    # the usage counted in Redis by both processes agrees with the store
+    assert (in_redis.requests, in_redis.prompt_tokens, in_redis.completion_tokens) == (20, 20, 60)
