@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import hashlib
+import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import redis
 from typer.testing import CliRunner
 
 from llmpick.cli import app
 from llmpick.errors import RequestRejectedError, UsageError
-from llmpick.serve.keys import KeyStore, parse_expiry
+from llmpick.serve.keys import REDIS_KEYS, KeyStore, parse_expiry
 from llmpick.store import open_store
 
 
@@ -48,7 +51,7 @@ def test_unusable_keys_get_401_saying_why(tmp_path: Path, case: str) -> None:
         assert {"missing": "missing", "expired": "expired", "revoked": "revoked"}.get(
             case, "invalid"
         ) in info.value.code
-        assert keys.any_active() is (case not in ("expired", "revoked"))
+        assert keys.has_keys()  # revoking the last key does not open the gateway
 
 
 def test_usage_adds_up_per_key(tmp_path: Path) -> None:
@@ -87,3 +90,24 @@ def test_keys_cli_shows_the_key_once(tmp_path: Path) -> None:
     assert revoked.exit_code == 0 and "revoked" in revoked.stdout
     duplicate = runner.invoke(app, ["keys", "create", "--name", "ci", "--db", db])
     assert duplicate.exit_code != 0
+
+
+def test_keys_cli_copies_keys_to_redis_for_replicas(tmp_path: Path, redis_url: str) -> None:
+    db = str(tmp_path / "s.db")
+    runner = CliRunner()
+    name = f"r-{uuid.uuid4().hex[:6]}"
+    created = runner.invoke(
+        app, ["keys", "create", "--name", name, "--db", db, "--redis", redis_url]
+    )
+    assert created.exit_code == 0, created.output
+    client = redis.Redis.from_url(redis_url)
+    try:
+        key_id = created.stdout.strip().split("-")[1]
+        shared = json.loads(client.hget(REDIS_KEYS, key_id))  # type: ignore[arg-type]
+        assert shared["key"]["name"] == name and len(shared["sha256"]) == 64
+        assert created.stdout.strip() not in json.dumps(shared)
+        synced = runner.invoke(app, ["keys", "sync", "--redis", redis_url, "--db", db])
+        assert synced.exit_code == 0 and "copied 1 keys" in synced.stdout
+    finally:
+        client.hdel(REDIS_KEYS, key_id)
+        client.close()

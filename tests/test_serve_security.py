@@ -25,6 +25,7 @@ from starlette.routing import Route
 from conftest import free_port
 from llmpick.errors import ConfigError, RequestRejectedError
 from llmpick.serve.accesslog import AccessLog, load_or_create_secret
+from llmpick.serve.keys import REDIS_KEYS, KeyStore
 from llmpick.serve.rules import BodySizeLimit, RequestRules, total_time_limit
 from llmpick.serve.security import SecurityOptions, SecurityPolicy, check_bind
 from llmpick.store import Store, open_store
@@ -202,3 +203,26 @@ def test_raw_text_only_with_the_opt_in(tmp_path: Path) -> None:
     log.close()
     line = json.loads((tmp_path / "a.jsonl").read_text())
     assert (line["prompt"], line["output"], line["schema_version"]) == ("hi", "yo", 1)
+
+
+async def test_replicas_read_keys_shared_through_redis(tmp_path: Path, redis_url: str) -> None:
+    """A key created (and later revoked) on one machine holds on a replica with another store."""
+    with open_store(tmp_path / "admin.db") as admin:
+        keys = KeyStore(admin)
+        key, secret = keys.create(f"shared-{uuid.uuid4().hex[:6]}", rpm=5)
+        assert keys.sync_to_redis(redis_url) >= 1
+        replica_store = open_store(tmp_path / "replica.db")
+        sec = SecurityPolicy(replica_store, SecurityOptions(redis_url=redis_url))
+        try:
+            who = await sec.authenticate(_request("/v1/models", secret))
+            assert (who.key_id, who.rpm) == (key.id, 5)
+            keys.revoke(key.name)
+            keys.sync_to_redis(redis_url)
+            with pytest.raises(RequestRejectedError) as info:
+                await sec.authenticate(_request("/v1/models", secret))
+            assert info.value.code == "revoked_api_key"
+        finally:
+            assert sec.limiter.redis is not None
+            await sec.limiter.redis.hdel(REDIS_KEYS, key.id)  # type: ignore[misc]
+            await sec.close()
+            replica_store.close()

@@ -16,6 +16,15 @@ DbOption = Annotated[
     Path, typer.Option("--db", help="SQLite file the gateway reads its keys from.")
 ]
 
+RedisOption = Annotated[
+    str | None,
+    typer.Option(
+        "--redis",
+        help="Also copy the keys (hashes, limits, state) to this Redis, where gateway "
+        "replicas started with --redis read them (redis://HOST:PORT/DB).",
+    ),
+]
+
 keys_app = typer.Typer(
     name="keys",
     help="API keys for llmpick serve: the key is shown once; the store keeps only its hash.",
@@ -43,14 +52,16 @@ def create_command(
         str | None, typer.Option("--expires", help="A duration (30d, 12h) or a date.")
     ] = None,
     db: DbOption = DEFAULT_DB,
+    redis_url: RedisOption = None,
 ) -> None:
     """Create a key and print it once (it cannot be shown again)."""
     allowed = [m.strip() for m in models.split(",") if m.strip()] if models else None
     expires_at = parse_expiry(expires) if expires else None
     with open_store(db) as store:
-        key, secret = KeyStore(store).create(
-            name, rpm=rpm, tpm=tpm, models=allowed, expires_at=expires_at
-        )
+        keys = KeyStore(store)
+        key, secret = keys.create(name, rpm=rpm, tpm=tpm, models=allowed, expires_at=expires_at)
+        if redis_url:
+            keys.sync_to_redis(redis_url)
     err_console.print(
         f"created key '{key.name}' (id {key.id}); store it now, it is not shown again:"
     )
@@ -89,8 +100,23 @@ def list_command(
 def revoke_command(
     name: Annotated[str, typer.Argument(help="The key's name or id.")],
     db: DbOption = DEFAULT_DB,
+    redis_url: RedisOption = None,
 ) -> None:
     """Revoke a key: requests with it get 401 from then on."""
     with open_store(db) as store:
-        key = KeyStore(store).revoke(name)
+        keys = KeyStore(store)
+        key = keys.revoke(name)
+        if redis_url:
+            keys.sync_to_redis(redis_url)
     console.print(f"revoked key '{key.name}' (id {key.id})")
+
+
+@keys_app.command("sync")
+def sync_command(
+    redis_url: Annotated[str, typer.Option("--redis", help="redis://HOST:PORT/DB")],
+    db: DbOption = DEFAULT_DB,
+) -> None:
+    """Copy every key of the store (hashes, limits, state) to Redis for gateway replicas."""
+    with open_store(db) as store:
+        n = KeyStore(store).sync_to_redis(redis_url)
+    console.print(f"copied {n} keys to {redis_url}")

@@ -20,12 +20,26 @@ import secrets
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
+import redis
+import redis.asyncio as aioredis
 from pydantic import BaseModel
 
 from llmpick.errors import RequestRejectedError, UsageError
 from llmpick.store import Store
 
-__all__ = ["ApiKey", "KeyStore", "KeyUsage", "parse_expiry"]
+__all__ = [
+    "REDIS_KEYS",
+    "ApiKey",
+    "KeyStore",
+    "KeyUsage",
+    "SharedKeys",
+    "check_token",
+    "key_id_of",
+    "parse_expiry",
+]
+
+#: Redis hash of the keys shared by gateway replicas: id -> {"key": ApiKey, "sha256": …}
+REDIS_KEYS = "llmpick:keys"
 
 _KEY_RE = re.compile(r"^lp-([0-9a-f]{12})-([A-Za-z0-9_-]{20,})$")
 _DURATION_RE = re.compile(r"^(\d+)\s*([mhdw])$")
@@ -146,9 +160,12 @@ class KeyStore:
         rows = self.store.db.execute("SELECT * FROM api_keys ORDER BY created_at, name")
         return [self._key(r) for r in rows]
 
-    def any_active(self) -> bool:
-        """Whether at least one key can be used (then every ``/v1`` request needs one)."""
-        return any(k.state() == "active" for k in self.list())
+    def has_keys(self) -> bool:
+        """Whether any key was ever created (then every ``/v1`` request needs a valid one).
+
+        Revoked and expired keys count: revoking the last key must not open the gateway.
+        """
+        return self.store.db.execute("SELECT 1 FROM api_keys LIMIT 1").fetchone() is not None
 
     def revoke(self, name_or_id: str) -> ApiKey:
         """Revoke a key by name or id (idempotent); return it."""
@@ -176,32 +193,33 @@ class KeyStore:
         row = self.store.db.execute("SELECT * FROM api_keys WHERE name = ?", (name,)).fetchone()
         return self._key(row) if row is not None else None
 
+    def lookup(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """The key with this id and its stored SHA-256, if any."""
+        row = self.store.db.execute("SELECT * FROM api_keys WHERE id = ?", (key_id,)).fetchone()
+        return (self._key(row), row["key_sha256"]) if row is not None else None
+
     def verify(self, token: str | None) -> ApiKey:
         """The active key ``token`` is, or a 401 :class:`RequestRejectedError` saying why."""
-        if not token:
-            raise _unauthorized(
-                "missing API key: send 'Authorization: Bearer <key>'", "missing_api_key"
-            )
-        match = _KEY_RE.match(token)
-        row = None
-        if match:
-            row = self.store.db.execute(
-                "SELECT * FROM api_keys WHERE id = ?", (match.group(1),)
-            ).fetchone()
-        # compare against a digest either way, so a wrong id costs the same time
-        stored = row["key_sha256"] if row is not None else "0" * 64
-        if not hmac.compare_digest(stored, _sha256(token)) or row is None:
-            raise _unauthorized(
-                "invalid API key: check the key, or create one with 'llmpick keys create'",
-                "invalid_api_key",
-            )
-        key = self._key(row)
-        state = key.state()
-        if state != "active":
-            raise _unauthorized(
-                f"API key '{key.name}' is {state}: ask for a new key", f"{state}_api_key"
-            )
-        return key
+        key_id = key_id_of(token)
+        return check_token(token, self.lookup(key_id) if key_id else None)
+
+    def sync_to_redis(self, redis_url: str) -> int:
+        """Copy every key (hash, limits, state; never a secret) to Redis; return how many.
+
+        Gateway replicas started with ``--redis`` read keys from there, so a key
+        created or revoked on one machine holds on every replica.
+        """
+        client = redis.Redis.from_url(redis_url)
+        try:
+            rows = self.store.db.execute("SELECT * FROM api_keys").fetchall()
+            mapping = {r["id"]: _shared_value(self._key(r), r["key_sha256"]) for r in rows}
+            if mapping:
+                client.hset(REDIS_KEYS, mapping=mapping)
+        except redis.RedisError as exc:
+            raise UsageError(f"cannot write keys to {redis_url}: {exc}", "check --redis") from exc
+        finally:
+            client.close()
+        return len(mapping)
 
     # -- usage -------------------------------------------------------------------------
 
@@ -243,6 +261,64 @@ class KeyStore:
             expires_at=row["expires_at"],
             revoked_at=row["revoked_at"],
         )
+
+
+def key_id_of(token: str | None) -> str | None:
+    """The id part of a well-formed key, else None."""
+    match = _KEY_RE.match(token or "")
+    return match.group(1) if match else None
+
+
+def check_token(token: str | None, found: tuple[ApiKey, str] | None) -> ApiKey:
+    """Check ``token`` against the key its id found (key, SHA-256), or raise a 401."""
+    if not token:
+        raise _unauthorized(
+            "missing API key: send 'Authorization: Bearer <key>'", "missing_api_key"
+        )
+    # compare against a digest either way, so a wrong id costs the same time
+    stored = found[1] if found is not None else "0" * 64
+    if not hmac.compare_digest(stored, _sha256(token)) or found is None:
+        raise _unauthorized(
+            "invalid API key: check the key, or create one with 'llmpick keys create'",
+            "invalid_api_key",
+        )
+    key = found[0]
+    state = key.state()
+    if state != "active":
+        raise _unauthorized(
+            f"API key '{key.name}' is {state}: ask for a new key", f"{state}_api_key"
+        )
+    return key
+
+
+class SharedKeys:
+    """Keys as gateway replicas read them from Redis (written by ``llmpick keys --redis``)."""
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+
+    async def lookup(self, key_id: str) -> tuple[ApiKey, str] | None:
+        """The key with this id and its SHA-256, if Redis has it."""
+        raw = await self.client.hget(REDIS_KEYS, key_id)  # type: ignore[misc]
+        return _from_shared(raw) if raw else None
+
+    async def has_keys(self) -> bool:
+        """Whether Redis holds any key (revoked and expired ones count)."""
+        return bool(await self.client.hlen(REDIS_KEYS))  # type: ignore[misc]
+
+    async def verify(self, token: str | None) -> ApiKey:
+        """Like :meth:`KeyStore.verify`, against the keys in Redis."""
+        key_id = key_id_of(token)
+        return check_token(token, await self.lookup(key_id) if key_id else None)
+
+
+def _shared_value(key: ApiKey, sha256: str) -> str:
+    return json.dumps({"key": key.model_dump(), "sha256": sha256})
+
+
+def _from_shared(raw: bytes | str) -> tuple[ApiKey, str]:
+    data = json.loads(raw)
+    return ApiKey.model_validate(data["key"]), str(data["sha256"])
 
 
 def _unauthorized(message: str, code: str) -> RequestRejectedError:

@@ -74,6 +74,11 @@ class Limiter:
         self._rpm_limiter = MovingWindowRateLimiter(self._storage)
         self._tpm_limiter = SlidingWindowCounterRateLimiter(self._storage)
 
+    @property
+    def redis(self) -> aioredis.Redis | None:
+        """The Redis client (None with memory storage)."""
+        return self._redis
+
     async def close(self) -> None:
         """Close the Redis connection (memory storage needs nothing)."""
         if self._redis is not None:

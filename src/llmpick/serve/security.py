@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmpick.errors import ConfigError, RequestRejectedError
 from llmpick.serve.accesslog import AccessLog
-from llmpick.serve.keys import KeyStore
+from llmpick.serve.keys import KeyStore, SharedKeys, check_token, key_id_of
 from llmpick.serve.limits import Limiter
 from llmpick.serve.rules import BodySizeLimit, RequestRules
 from llmpick.store import Store
@@ -93,8 +93,11 @@ class SecurityPolicy:
         self.options = options or SecurityOptions()
         self.keys = KeyStore(store)
         self.limiter = Limiter(self.options.redis_url)
+        # with Redis, keys come from there (every replica sees the same keys)
+        self.shared = SharedKeys(self.limiter.redis) if self.limiter.redis else None
         self.rules = self.options.rules
         self.access_log = access_log
+        self._key_ids: dict[str, str] = {}  # key name -> id, for usage at on_finish
 
     async def close(self) -> None:
         """Release Redis connections and the log file."""
@@ -102,9 +105,11 @@ class SecurityPolicy:
         if self.access_log is not None:
             self.access_log.close()
 
-    def keys_required(self) -> bool:
-        """Whether requests need a key (at least one active key exists)."""
-        return self.keys.any_active()
+    async def keys_required(self) -> bool:
+        """Whether requests need a key: any key exists (revoked or expired ones too)."""
+        if self.shared is not None and await self.shared.has_keys():
+            return True
+        return self.keys.has_keys()
 
     def protects(self, path: str) -> bool:
         """Whether ``path`` needs a key (``/v1/*``; ``/metrics``, ``/ready`` by option)."""
@@ -124,7 +129,7 @@ class SecurityPolicy:
         known = request.scope.get("state", {}).get(_PRINCIPAL)
         if isinstance(known, KeyPrincipal):
             return known
-        if not self.keys_required():
+        if not await self.keys_required():
             return KeyPrincipal()
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
@@ -134,7 +139,15 @@ class SecurityPolicy:
                 "the Authorization header must read 'Bearer <key>'",
                 code="invalid_authorization_header",
             )
-        key = self.keys.verify(token.strip() or None)
+        secret = token.strip() or None
+        key_id = key_id_of(secret)
+        found = None
+        if key_id is not None:
+            # Redis first (what `llmpick keys --redis` shared), then this store
+            found = await self.shared.lookup(key_id) if self.shared else None
+            found = found or self.keys.lookup(key_id)
+        key = check_token(secret, found)
+        self._key_ids[key.name] = key.id
         return KeyPrincipal(
             key_id=key.id, key_name=key.name, allowed_models=key.models, rpm=key.rpm, tpm=key.tpm
         )
@@ -169,14 +182,13 @@ class SecurityPolicy:
         if self.access_log is not None:
             self.access_log.write(fields, prompt_text, output_text)
         name = fields.get("key_name")
-        if name and fields.get("status") not in _REJECTED:
-            key = self.keys.find(name)
-            if key is not None:
-                self.keys.add_usage(
-                    key.id,
-                    prompt_tokens=fields.get("prompt_tokens") or 0,
-                    completion_tokens=fields.get("completion_tokens") or 0,
-                )
+        key_id = self._key_ids.get(name or "")
+        if key_id is not None and fields.get("status") not in _REJECTED:
+            self.keys.add_usage(
+                key_id,
+                prompt_tokens=fields.get("prompt_tokens") or 0,
+                completion_tokens=fields.get("completion_tokens") or 0,
+            )
 
 
 def error_body(exc: RequestRejectedError) -> dict[str, Any]:
