@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from conftest import free_port, start_llama_server
-from llmpick.backends.base import GenerationRequest, collect
+from llmpick.backends.base import GenerationRequest
 from llmpick.backends.replicas import ReplicaSet
 from llmpick.context import Context
 from llmpick.errors import BackendError, ConfigError
@@ -52,22 +52,26 @@ def test_base_url_and_base_urls_are_exclusive(tmp_path: Path) -> None:
         Context(config_path=path)
 
 
-async def test_a_dead_replica_cools_down_and_requests_fail_over(
+async def test_a_dead_replica_cools_down_and_requests_fail_over_through_the_pool(
     tmp_path: Path, upstream: str
 ) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"
-    backend = _context(tmp_path, [dead, upstream], replica_cooldown_s=60).open_backend("tiny")
-    assert isinstance(backend, ReplicaSet)
-    try:
+    context = _context(tmp_path, [dead, upstream], replica_cooldown_s=60)
+    async with context.pool() as pool:
+        model = await pool.open("tiny")
+        backend = model.backend
+        assert isinstance(backend, ReplicaSet)
         for _ in range(3):
-            assert (await collect(backend, _request())).usage.completion_tokens > 0
+            assert (await model.generate(_request())).usage.completion_tokens > 0
+        assert model.health().state == "ready"
         dead_state, live_state = backend.states()
         assert (dead_state.healthy, dead_state.failures, dead_state.served) == (False, 1, 0)
-        assert dead_state.cooldown_left_s > 50 and "connect" in (dead_state.last_error or "")
+        assert 0 < dead_state.cooldown_left_s <= 60 and "connect" in (dead_state.last_error or "")
         assert (live_state.healthy, live_state.served, live_state.outstanding) == (True, 3, 0)
         assert backend.describe().base_url == f"{dead},{upstream}"
-    finally:
-        await backend.aclose()
+        # an active check probes every replica: one answering is enough
+        assert (await model.check()).state == "ready"
+        assert backend.states()[0].failures == 2
 
 
 async def test_least_outstanding_spreads_load_and_a_killed_replica_loses_no_unstarted_request(

@@ -18,6 +18,7 @@ model) are passed through without taking the replica out.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Callable
@@ -25,7 +26,13 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from llmpick.backends.base import Backend, Chunk, GenerationRequest, ModelIdentity
+from llmpick.backends.base import (
+    Backend,
+    Chunk,
+    GenerationRequest,
+    ModelIdentity,
+    RetryPolicy,
+)
 from llmpick.errors import (
     AuthenticationError,
     BackendError,
@@ -134,8 +141,41 @@ class ReplicaSet(Backend):
         tied = [i for i in candidates if self._replicas[i].outstanding == least]
         return tied[next(self._turn) % len(tied)]
 
-    async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+    def retry_policy(self) -> RetryPolicy:
+        """The replicas' own policy (failing over to another replica comes first)."""
+        return self._replicas[0].backend.retry_policy()
+
+    async def probe(self) -> None:
+        """Probe every replica; failing ones cool down; raise only if none answers."""
+        results = await asyncio.gather(
+            *(r.backend.probe() for r in self._replicas), return_exceptions=True
+        )
+        errors = []
+        for replica, result in zip(self._replicas, results, strict=True):
+            if isinstance(result, BackendError):
+                self._mark_failed(replica, result)
+                errors.append(result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                replica.down_until = 0.0
+        if len(errors) == len(self._replicas):
+            raise errors[0]
+
+    def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         """Stream from the least-loaded replica; retry once elsewhere before any output."""
+        return self._generate(request, once=False)
+
+    def generate_once(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
+        """Like :meth:`generate`, with each replica's own ``generate_once`` (measurements)."""
+        return self._generate(request, once=True)
+
+    def _mark_failed(self, replica: _Replica, exc: BackendError) -> None:
+        replica.down_until = self._clock() + self.cooldown_s
+        replica.failures += 1
+        replica.last_error = exc.message
+
+    async def _generate(self, request: GenerationRequest, *, once: bool) -> AsyncIterator[Chunk]:
         tried: set[int] = set()
         index = self._choose(tried)
         while True:
@@ -144,7 +184,8 @@ class ReplicaSet(Backend):
             streamed = False
             replica.outstanding += 1
             try:
-                stream = replica.backend.generate(request)
+                backend = replica.backend
+                stream = backend.generate_once(request) if once else backend.generate(request)
                 try:
                     async for chunk in stream:
                         streamed = streamed or bool(chunk.text or chunk.tokens)
@@ -160,9 +201,7 @@ class ReplicaSet(Backend):
             except _NOT_REPLICA_FAULTS:
                 raise
             except BackendError as exc:
-                replica.down_until = self._clock() + self.cooldown_s
-                replica.failures += 1
-                replica.last_error = exc.message
+                self._mark_failed(replica, exc)
                 if streamed or len(tried) > 1:
                     raise
                 try:
