@@ -29,7 +29,7 @@ async def ok(request):
 
 async def stream(request):
     async def parts():
-        for i in range(8):
+        for i in range(int(sys.argv[3])):
             yield f"data: {i}\\n\\n"
             await asyncio.sleep(0.15)
     return StreamingResponse(parts(), media_type="text/event-stream")
@@ -47,7 +47,7 @@ DrainingServer(config, state, deadline_s=float(sys.argv[2])).run()
 def test_sigterm_drains_the_stream_in_flight_then_exits_0() -> None:
     port = free_port()
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    proc = subprocess.Popen([sys.executable, "-c", _APP, str(port), "10"], env=env)
+    proc = subprocess.Popen([sys.executable, "-c", _APP, str(port), "10", "8"], env=env)
     try:
         wait_for_port(proc, port, "drain app", timeout=30)
         base = f"http://127.0.0.1:{port}"
@@ -64,6 +64,29 @@ def test_sigterm_drains_the_stream_in_flight_then_exits_0() -> None:
                     assert other.get("/health").status_code == 200
                 rest = [line for line in lines if line]
             assert rest == [f"data: {i}" for i in range(1, 8)]
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.mark.network
+def test_a_stream_longer_than_the_deadline_is_cut_and_the_process_still_exits_0() -> None:
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+    proc = subprocess.Popen([sys.executable, "-c", _APP, str(port), "0.3", "60"], env=env)
+    try:
+        wait_for_port(proc, port, "drain app", timeout=30)
+        with (
+            httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client,
+            client.stream("GET", "/v1/stream") as response,
+        ):
+            lines = response.iter_lines()
+            assert next(lines) == "data: 0"
+            proc.send_signal(signal.SIGTERM)
+            with pytest.raises(httpx.RemoteProtocolError):
+                list(lines)  # cut after the deadline: the client sees a broken stream
         assert proc.wait(15) == 0
     finally:
         if proc.poll() is None:
