@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ipaddress
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +68,8 @@ class SecurityOptions(BaseModel):
     access_log: Path | None = None
     log_secret_file: Path | None = None
     log_text: bool = False
+    #: streamed output tokens of a key gathered before they are counted (Redis round trips)
+    output_flush_tokens: int = 16
     rules: RequestRules = RequestRules()
 
 
@@ -98,6 +101,10 @@ class SecurityPolicy:
         self.rules = self.options.rules
         self.access_log = access_log
         self._key_ids: dict[str, str] = {}  # key name -> id, for usage at on_finish
+        self._keys_required = False
+        self._keys_checked_at = -1e9
+        self._pending: dict[str, int] = {}  # key id -> output tokens not yet counted
+        self._tpm: dict[str, int | None] = {}  # key id -> its TPM, for the flush
 
     async def close(self) -> None:
         """Release Redis connections and the log file."""
@@ -106,10 +113,18 @@ class SecurityPolicy:
             self.access_log.close()
 
     async def keys_required(self) -> bool:
-        """Whether requests need a key: any key exists (revoked or expired ones too)."""
-        if self.shared is not None and await self.shared.has_keys():
-            return True
-        return self.keys.has_keys()
+        """Whether requests need a key: any key exists (revoked or expired ones too).
+
+        Once true it stays true (keys are never deleted); until then it is
+        looked up at most once a second.
+        """
+        now = time.monotonic()
+        if self._keys_required or now < self._keys_checked_at + 1.0:
+            return self._keys_required
+        self._keys_checked_at = now
+        shared = self.shared is not None and await self.shared.has_keys()
+        self._keys_required = shared or self.keys.has_keys()
+        return self._keys_required
 
     def protects(self, path: str) -> bool:
         """Whether ``path`` needs a key (``/v1/*``; ``/metrics``, ``/ready`` by option)."""
@@ -172,9 +187,24 @@ class SecurityPolicy:
         )
 
     async def on_output_tokens(self, principal: KeyPrincipal, model: str, n: int) -> None:
-        """Count ``n`` streamed output tokens against the key's TPM."""
-        if principal.key_id is not None:
-            await self.limiter.add_output(principal.key_id, tpm=principal.tpm, tokens=n)
+        """Count ``n`` streamed output tokens against the key's TPM.
+
+        Counts reach the limiter every ``output_flush_tokens`` tokens of a key (and
+        at the end of each of its requests), so a stream costs a few Redis round
+        trips rather than one per token.
+        """
+        if principal.key_id is None:
+            return
+        self._tpm[principal.key_id] = principal.tpm
+        pending = self._pending.get(principal.key_id, 0) + n
+        self._pending[principal.key_id] = pending
+        if pending >= self.options.output_flush_tokens:
+            await self._flush(principal.key_id)
+
+    async def _flush(self, key_id: str) -> None:
+        pending = self._pending.pop(key_id, 0)
+        if pending:
+            await self.limiter.add_output(key_id, tpm=self._tpm.get(key_id), tokens=pending)
 
     async def on_finish(self, record: Any, prompt_text: str, output_text: str) -> None:
         """One access-log line; the key's usage in the store (admitted requests only)."""
@@ -183,6 +213,8 @@ class SecurityPolicy:
             self.access_log.write(fields, prompt_text, output_text)
         name = fields.get("key_name")
         key_id = self._key_ids.get(name or "")
+        if key_id is not None:
+            await self._flush(key_id)
         if key_id is not None and fields.get("status") not in _REJECTED:
             self.keys.add_usage(
                 key_id,
