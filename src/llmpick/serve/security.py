@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import ipaddress
 import math
-import time
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +101,6 @@ class SecurityPolicy:
         self.access_log = access_log
         self._key_ids: dict[str, str] = {}  # key name -> id, for usage at on_finish
         self._keys_required = False
-        self._keys_checked_at = -1e9
         self._pending: dict[str, int] = {}  # key id -> output tokens not yet counted
         self._tpm: dict[str, int | None] = {}  # key id -> its TPM, for the flush
 
@@ -115,15 +113,12 @@ class SecurityPolicy:
     async def keys_required(self) -> bool:
         """Whether requests need a key: any key exists (revoked or expired ones too).
 
-        Once true it stays true (keys are never deleted); until then it is
-        looked up at most once a second.
+        Once true it stays true (keys are never deleted), so only a gateway
+        without keys looks it up per request.
         """
-        now = time.monotonic()
-        if self._keys_required or now < self._keys_checked_at + 1.0:
-            return self._keys_required
-        self._keys_checked_at = now
-        shared = self.shared is not None and await self.shared.has_keys()
-        self._keys_required = shared or self.keys.has_keys()
+        if not self._keys_required:
+            shared = self.shared is not None and await self.shared.has_keys()
+            self._keys_required = shared or self.keys.has_keys()
         return self._keys_required
 
     def protects(self, path: str) -> bool:
