@@ -79,25 +79,54 @@ def start_llama_server(
         stderr=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    deadline = time.monotonic() + 120
+    wait_for_port(proc, port, "llama_cpp.server", timeout=120)
+    return proc, f"http://127.0.0.1:{port}/v1"
+
+
+def wait_for_port(proc: subprocess.Popen[bytes], port: int, name: str, timeout: float) -> None:
+    """Wait until ``proc`` accepts connections on 127.0.0.1:``port`` (kill it if it never does)."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("llama_cpp.server exited early")
+            raise RuntimeError(f"{name} exited early")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                break
+                return
         except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        raise RuntimeError("llama_cpp.server did not start")
-    return proc, f"http://127.0.0.1:{port}/v1"
+            time.sleep(0.2)
+    proc.kill()
+    raise RuntimeError(f"{name} did not start")
 
 
 @pytest.fixture(scope="session")
 def llama_server(smollm2_path: Path) -> Iterator[str]:
     """Base URL of a llama.cpp server (SmolLM2) on 127.0.0.1 with API key 'sekret'."""
     proc, url = start_llama_server(smollm2_path, "--api_key", "sekret")
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def start_redis_server() -> tuple[subprocess.Popen[bytes], str]:
+    """Start Debian's redis-server on a free loopback port, nothing saved to disk."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--appendonly", "no"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_for_port(proc, port, "redis-server", timeout=20)
+    return proc, f"redis://127.0.0.1:{port}/0"
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """URL of a real redis-server on 127.0.0.1 shared by the session (flush what you use)."""
+    proc, url = start_redis_server()
     yield url
     proc.terminate()
     try:

@@ -39,6 +39,12 @@ EXPECTED_SCHEMA = {
         "run_id", "point_index", "request_index", "start_s", "end_s", "chunk_times_s",
         "chunk_tokens", "completion_tokens", "prompt_tokens", "error",
     ],
+    # gateway keys and usage (migration _m006, owned by llmpick.serve.keys)
+    "api_keys": [
+        "id", "name", "key_sha256", "rpm", "tpm", "models", "created_at", "expires_at",
+        "revoked_at",
+    ],
+    "key_usage": ["key_id", "minute", "requests", "prompt_tokens", "completion_tokens"],
 }  # fmt: skip
 
 

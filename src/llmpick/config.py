@@ -11,6 +11,10 @@ models so they can be used as ``-m NAME``::
         api_key_env: OLLAMA_API_KEY     # optional
         catalog_id: Qwen/Qwen2.5-7B-Instruct
         options: {timeout_s: 60}
+      qwen-vllm:                        # replicas of one model: least-outstanding choice,
+        backend: openai                 # a failing one cools down, retried once elsewhere
+        model: Qwen/Qwen2.5-7B-Instruct
+        base_urls: [http://10.0.0.11:8000/v1, http://10.0.0.12:8000/v1]
       tiny:
         backend: llamacpp
         model: ./models/tiny.gguf
@@ -24,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from llmpick.errors import ConfigError
 
@@ -41,9 +45,19 @@ class ModelConfig(BaseModel):
     backend: str
     model: str
     base_url: str | None = None
+    #: several servers with the same weights (replicas); exclusive with base_url
+    base_urls: list[str] | None = None
     api_key_env: str | None = None
     catalog_id: str | None = None
     options: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _one_kind_of_url(self) -> ModelConfig:
+        if self.base_url is not None and self.base_urls is not None:
+            raise ValueError("give base_url or base_urls, not both")
+        if self.base_urls is not None and not self.base_urls:
+            raise ValueError("base_urls is empty")
+        return self
 
 
 class ConfigFile(BaseModel):
@@ -80,7 +94,7 @@ def load_config(path: Path | None = None) -> tuple[ConfigFile, Path | None]:
         raise ConfigError(
             f"config file {path}: {where}: {first['msg']}",
             "each model needs 'backend' and 'model'; allowed keys: backend, model, "
-            "base_url, api_key_env, catalog_id, options",
+            "base_url, base_urls, api_key_env, catalog_id, options",
         ) from exc
 
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from llmpick.backends.base import Backend
 from llmpick.backends.pool import ModelPool, PoolOptions
+from llmpick.backends.replicas import ReplicaSet
 from llmpick.backends.spec import ModelSpec, resolve_spec
 from llmpick.config import Settings
 from llmpick.errors import ConfigError, LlmpickError, ModelNotFoundError, ScorerError
@@ -58,9 +59,28 @@ class Context:
     def open_backend(self, spec: str | ModelSpec) -> Backend:
         """Resolve ``spec`` and construct its backend (loading the model)."""
         resolved = self.resolve(spec) if isinstance(spec, str) else spec
+        urls = resolved.options.get("base_urls")
+        if urls:
+            # replicas: one backend per URL, behind the least-outstanding strategy
+            cooldown = float(resolved.options.get("replica_cooldown_s", 10.0))
+            # failing over to another replica is the retry; keep the client's own
+            # retries for when the user asked for them
+            retries = {} if "max_retries" in resolved.options else {"max_retries": 0}
+            if "max_retries" not in self.backends.get(resolved.backend).Options.model_fields:
+                retries = {}
+            return ReplicaSet(
+                [self._open_one(resolved, {"base_url": url, **retries}) for url in urls],
+                cooldown_s=cooldown,
+            )
+        return self._open_one(resolved, {})
+
+    def _open_one(self, resolved: ModelSpec, overrides: dict[str, Any]) -> Backend:
         cls = self.backends.get(resolved.backend)
+        raw = {**resolved.options, **overrides}
+        raw.pop("base_urls", None)
+        raw.pop("replica_cooldown_s", None)
         try:
-            options = cls.Options.model_validate(resolved.options)
+            options = cls.Options.model_validate(raw)
         except ValidationError as exc:
             first = exc.errors()[0]
             field = ".".join(str(p) for p in first["loc"])

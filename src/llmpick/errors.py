@@ -25,7 +25,8 @@ The hierarchy::
     ├── CatalogError                catalog data invalid or entry missing
     ├── HardwareError               unknown device
     ├── QuantizationError           unknown quantization
-    └── StoreError                  the SQLite store cannot be used
+    ├── StoreError                  the SQLite store cannot be used
+    └── RequestRejectedError        the gateway refuses a client request (401, 413, 429, 400…)
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ __all__ = [
     "QuantizationError",
     "QueueFullError",
     "RateLimitError",
+    "RequestRejectedError",
     "ScorerError",
     "StoreError",
     "UpstreamServerError",
@@ -172,3 +174,27 @@ class QuantizationError(LlmpickError):
 
 class StoreError(LlmpickError):
     """The SQLite store cannot be opened or migrated."""
+
+
+class RequestRejectedError(LlmpickError):
+    """The gateway refuses a client's request: bad key, over a limit, too large.
+
+    ``status`` is the HTTP status the gateway answers with; ``code`` and ``param``
+    fill OpenAI's error shape; ``retry_after`` (seconds) becomes ``Retry-After``.
+    The message says what the client can change.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: str,
+        param: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, hint="")
+        self.status = status
+        self.code = code
+        self.param = param
+        self.retry_after = retry_after

@@ -54,6 +54,8 @@ def resolve_spec(
         options = dict(entry.options)
         if entry.base_url is not None:
             options["base_url"] = entry.base_url
+        if entry.base_urls is not None:
+            options["base_urls"] = list(entry.base_urls)
         if entry.api_key_env is not None:
             options["api_key_env"] = entry.api_key_env
         return ModelSpec(

@@ -17,6 +17,8 @@ Tables:
 - ``scores``: one score per cell and scorer (name + arguments).
 - ``bench_runs``, ``bench_points``, ``bench_requests``: ``llmpick bench`` results,
   down to each request's chunk timestamps (written by ``llmpick.bench.store``).
+- ``api_keys``, ``key_usage``: the gateway's API keys (a SHA-256 of each key, never
+  the key) and per-key usage counters by minute (written by ``llmpick.serve.keys``).
 """
 
 from __future__ import annotations
@@ -177,6 +179,38 @@ def _m004_bench(db: sqlite3.Connection) -> None:
     )
 
 
+def _m006_keys_and_usage(db: sqlite3.Connection) -> None:
+    # gateway API keys (owned by llmpick.serve.keys): only the SHA-256 of the secret
+    db.execute(
+        """
+        CREATE TABLE api_keys (
+            id TEXT PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            key_sha256 TEXT NOT NULL,
+            rpm INTEGER,
+            tpm INTEGER,
+            models TEXT,
+            created_at TEXT NOT NULL,
+            expires_at TEXT,
+            revoked_at TEXT
+        )
+        """
+    )
+    # usage by key and minute (UTC, 'YYYY-MM-DDTHH:MM'); the gateway adds to it per request
+    db.execute(
+        """
+        CREATE TABLE key_usage (
+            key_id TEXT NOT NULL,
+            minute TEXT NOT NULL,
+            requests INTEGER NOT NULL DEFAULT 0,
+            prompt_tokens INTEGER NOT NULL DEFAULT 0,
+            completion_tokens INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (key_id, minute)
+        )
+        """
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 MIGRATIONS: list[Migration] = [
@@ -184,6 +218,7 @@ MIGRATIONS: list[Migration] = [
     _m002_rows_cells_scores,
     _m003_indexes,
     _m004_bench,
+    _m006_keys_and_usage,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

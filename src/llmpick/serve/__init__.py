@@ -1,0 +1,1 @@
+"""The gateway: FastAPI app, OpenAI routes, routing, auth and limits, logs, metrics."""

@@ -1,0 +1,178 @@
+"""Per-key request and token limits, in memory or in Redis shared by gateway replicas.
+
+The algorithms and storage come from the ``limits`` library
+(https://limits.readthedocs.io/en/stable/strategies.html):
+
+- requests per minute: its *moving window* (one entry per request, exact: a burst
+  of 50 concurrent requests against 20/minute lets exactly 20 through);
+- tokens per minute: its *sliding window counter* (two counters per key, so the cost
+  does not grow with the limit; the previous minute's count is weighted by how much
+  of it still overlaps the window). Tokens are counted exactly: the prompt when the
+  request is admitted, output tokens as they stream.
+
+With ``redis://host:port`` both live in Redis (the library runs each check-and-add
+as one Lua script, so it is atomic across processes), and so do the usage counters
+(``HINCRBY``), which is what makes two gateway processes enforce one budget.
+
+A request admitted while the key had budget is allowed to finish; output that goes
+past the budget fills the window, so the key's next request waits (``429`` with
+``Retry-After``). The overshoot is bounded by one request's ``max_tokens``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from limits import RateLimitItem, RateLimitItemPerMinute
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
+from pydantic import BaseModel
+
+from llmpick.errors import ConfigError, RequestRejectedError
+
+__all__ = ["LimitUsage", "Limiter"]
+
+_USAGE_PREFIX = "llmpick:usage:"
+
+
+class LimitUsage(BaseModel):
+    """Usage counters of one key (all time, in this limiter's storage)."""
+
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+def _storage_uri(redis_url: str) -> str:
+    if redis_url.startswith(("redis://", "rediss://")):
+        return "async+" + redis_url
+    raise ConfigError(
+        f"--redis takes a redis:// URL, got '{redis_url}'", "e.g. --redis redis://127.0.0.1:6379/0"
+    )
+
+
+class Limiter:
+    """RPM and TPM per key; memory (one process) or Redis (every replica sharing it)."""
+
+    def __init__(self, redis_url: str | None = None) -> None:
+        self.redis_url = redis_url
+        self._storage: Storage
+        self._redis: aioredis.Redis | None = None
+        self._memory_usage: dict[str, LimitUsage] = {}
+        if redis_url:
+            self._redis = aioredis.Redis.from_url(redis_url)
+            # one connection pool for the limiter and the counters, closed by close()
+            self._storage = RedisStorage(
+                _storage_uri(redis_url),
+                implementation="redispy",
+                connection_pool=self._redis.connection_pool,  # type: ignore[arg-type]
+            )
+        else:
+            self._storage = MemoryStorage()
+        self._rpm_limiter = MovingWindowRateLimiter(self._storage)
+        self._tpm_limiter = SlidingWindowCounterRateLimiter(self._storage)
+
+    @property
+    def redis(self) -> aioredis.Redis | None:
+        """The Redis client (None with memory storage)."""
+        return self._redis
+
+    async def close(self) -> None:
+        """Close the Redis connection (memory storage needs nothing)."""
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def check_storage(self) -> bool:
+        """Whether the storage answers (for ``/ready``)."""
+        return bool(await self._storage.check())
+
+    async def admit(
+        self, key_id: str, *, rpm: int | None, tpm: int | None, prompt_tokens: int
+    ) -> None:
+        """Count one request and its prompt tokens, or raise a 429 saying when to retry."""
+        if tpm:
+            if prompt_tokens > tpm:
+                raise RequestRejectedError(
+                    400,
+                    f"the prompt has {prompt_tokens} tokens but this key may use {tpm} tokens"
+                    " per minute: shorten the prompt",
+                    code="prompt_exceeds_tpm",
+                    param="messages",
+                )
+            # check tokens before counting the request, so a request refused for
+            # tokens does not also use up the request budget
+            tpm_item = RateLimitItemPerMinute(tpm)
+            if not await self._tpm_limiter.test(tpm_item, "tpm", key_id, cost=prompt_tokens):
+                raise await self._too_many(self._tpm_limiter, tpm_item, key_id, "tpm", tpm)
+        if rpm:
+            rpm_item = RateLimitItemPerMinute(rpm)
+            if not await self._rpm_limiter.hit(rpm_item, "rpm", key_id):
+                raise await self._too_many(self._rpm_limiter, rpm_item, key_id, "rpm", rpm)
+        if (
+            tpm
+            and prompt_tokens
+            and not await self._tpm_limiter.hit(tpm_item, "tpm", key_id, cost=prompt_tokens)
+        ):
+            raise await self._too_many(self._tpm_limiter, tpm_item, key_id, "tpm", tpm)
+        await self._add_usage(key_id, requests=1, prompt_tokens=prompt_tokens)
+
+    async def add_output(self, key_id: str, *, tpm: int | None, tokens: int) -> None:
+        """Count ``tokens`` streamed output tokens (never refuses: the request was admitted)."""
+        if tokens <= 0:
+            return
+        if tpm:
+            item = RateLimitItemPerMinute(tpm)
+            if not await self._tpm_limiter.hit(item, "tpm", key_id, cost=tokens):
+                # over budget mid-stream: fill what is left of the window instead
+                stats = await self._tpm_limiter.get_window_stats(item, "tpm", key_id)
+                if stats.remaining > 0:
+                    await self._tpm_limiter.hit(item, "tpm", key_id, cost=stats.remaining)
+        await self._add_usage(key_id, completion_tokens=tokens)
+
+    async def usage(self, key_id: str) -> LimitUsage:
+        """Counters of ``key_id`` as this limiter's storage holds them."""
+        if self._redis is None:
+            return self._memory_usage.get(key_id, LimitUsage()).model_copy()
+        raw: dict[Any, Any] = await self._redis.hgetall(_USAGE_PREFIX + key_id)  # type: ignore[misc]
+        values = {k.decode(): int(v) for k, v in raw.items()}
+        return LimitUsage(**values)
+
+    async def _add_usage(
+        self, key_id: str, *, requests: int = 0, prompt_tokens: int = 0, completion_tokens: int = 0
+    ) -> None:
+        counts = {
+            "requests": requests,
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+        }
+        if self._redis is None:
+            usage = self._memory_usage.setdefault(key_id, LimitUsage())
+            for field, n in counts.items():
+                setattr(usage, field, getattr(usage, field) + n)
+            return
+        async with self._redis.pipeline(transaction=True) as pipe:
+            for field, n in counts.items():
+                if n:
+                    pipe.hincrby(_USAGE_PREFIX + key_id, field, n)
+            await pipe.execute()
+
+    @staticmethod
+    async def _too_many(
+        limiter: MovingWindowRateLimiter | SlidingWindowCounterRateLimiter,
+        item: RateLimitItem,
+        key_id: str,
+        kind: str,
+        limit: int,
+    ) -> RequestRejectedError:
+        stats = await limiter.get_window_stats(item, kind, key_id)
+        retry_after = max(1.0, round(stats.reset_time - time.time(), 1))
+        what = "requests" if kind == "rpm" else "tokens"
+        return RequestRejectedError(
+            429,
+            f"rate limit reached: this key may use {limit} {what} per minute;"
+            f" retry after {retry_after:.0f} s or ask for a higher --{kind}",
+            code=f"{kind}_limit_exceeded",
+            retry_after=retry_after,
+        )
