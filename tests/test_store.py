@@ -39,6 +39,12 @@ EXPECTED_SCHEMA = {
         "run_id", "point_index", "request_index", "start_s", "end_s", "chunk_times_s",
         "chunk_tokens", "completion_tokens", "prompt_tokens", "error",
     ],
+    # gateway requests, timing only (migration _m005, owned by llmpick.serve.requestlog)
+    "serve_requests": [
+        "id", "request_id", "started_at", "endpoint", "key_name", "route", "category", "model",
+        "status", "error_type", "stream", "fallback_from", "prompt_tokens", "completion_tokens",
+        "time_to_first_token_s", "total_s",
+    ],
     # gateway keys and usage (migration _m006, owned by llmpick.serve.keys)
     "api_keys": [
         "id", "name", "key_sha256", "rpm", "tpm", "models", "created_at", "expires_at",

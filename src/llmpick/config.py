@@ -66,6 +66,9 @@ class ConfigFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     models: dict[str, ModelConfig] = {}
+    #: ``llmpick serve`` settings, checked as :class:`llmpick.serve.gateway.GatewayConfig`
+    #: (host, port, models, routes_from, pool, security…); CLI flags override them
+    serve: dict[str, Any] = {}
 
 
 def load_config(path: Path | None = None) -> tuple[ConfigFile, Path | None]:

@@ -13,7 +13,18 @@ import sys
 import typer
 from rich.markup import escape
 
-from llmpick.cli import _common, bench, catalog, choose, evaluate, fit, keys, models, recommend
+from llmpick.cli import (
+    _common,
+    bench,
+    catalog,
+    choose,
+    evaluate,
+    fit,
+    keys,
+    models,
+    recommend,
+    serve,
+)
 from llmpick.errors import LlmpickError
 
 __all__ = ["app", "main"]
@@ -28,7 +39,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.callback()(_common.global_options)
-for _module in (models, catalog, fit, recommend, evaluate, bench, choose, keys):
+for _module in (models, catalog, fit, recommend, evaluate, bench, choose, serve, keys):
     _module.register(app)
 
 

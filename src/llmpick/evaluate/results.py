@@ -26,6 +26,7 @@ __all__ = [
     "ModelSummary",
     "ScoreSummary",
     "cell_rows",
+    "primary_row_means",
     "side_by_side",
     "summarize",
 ]
@@ -330,3 +331,13 @@ def side_by_side(store: Store, run_id: str, width: int | None = None) -> list[di
                 line[f"{name} score"] = found["score"]
             table.append(line)
     return table
+
+
+def primary_row_means(store: Store, run_id: str) -> dict[str, dict[str, float]]:
+    """Per model, row id -> mean of the run's primary score over repeats (for paired tests)."""
+    run = store.get_run(run_id)
+    cells = store.get_cells(run.id)
+    scores = store.get_scores(run.id)
+    primary = _primary(run, scores)
+    main = {s.cell_id: s.value for s in scores if s.scorer_key == primary and s.value is not None}
+    return {m["name"]: _row_means(cells, main, m["name"]) for m in run.models}

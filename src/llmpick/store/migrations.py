@@ -17,6 +17,8 @@ Tables:
 - ``scores``: one score per cell and scorer (name + arguments).
 - ``bench_runs``, ``bench_points``, ``bench_requests``: ``llmpick bench`` results,
   down to each request's chunk timestamps (written by ``llmpick.bench.store``).
+- ``serve_requests``: one row per gateway request — timing and token counts, never
+  its text (written by ``llmpick.serve.requestlog``).
 - ``api_keys``, ``key_usage``: the gateway's API keys (a SHA-256 of each key, never
   the key) and per-key usage counters by minute (written by ``llmpick.serve.keys``).
 """
@@ -179,6 +181,32 @@ def _m004_bench(db: sqlite3.Connection) -> None:
     )
 
 
+def _m005_serve_requests(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE serve_requests (
+            id INTEGER PRIMARY KEY,
+            request_id TEXT NOT NULL,
+            started_at REAL NOT NULL,
+            endpoint TEXT NOT NULL,
+            key_name TEXT,
+            route TEXT,
+            category TEXT,
+            model TEXT,
+            status INTEGER NOT NULL,
+            error_type TEXT,
+            stream INTEGER NOT NULL,
+            fallback_from TEXT,
+            prompt_tokens INTEGER,
+            completion_tokens INTEGER,
+            time_to_first_token_s REAL,
+            total_s REAL
+        )
+        """
+    )
+    db.execute("CREATE INDEX serve_requests_time ON serve_requests (started_at, model)")
+
+
 def _m006_keys_and_usage(db: sqlite3.Connection) -> None:
     # gateway API keys (owned by llmpick.serve.keys): only the SHA-256 of the secret
     db.execute(
@@ -218,6 +246,7 @@ MIGRATIONS: list[Migration] = [
     _m002_rows_cells_scores,
     _m003_indexes,
     _m004_bench,
+    _m005_serve_requests,
     _m006_keys_and_usage,
 ]
 

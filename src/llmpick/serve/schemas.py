@@ -1,0 +1,196 @@
+"""The gateway's OpenAI-compatible request and response bodies.
+
+These pydantic models are what FastAPI validates and what ``/openapi.json``
+describes, so the schema matches what the server really accepts. Fields OpenAI
+clients commonly send but the gateway does not use (``user``, ``logprobs: false``…)
+are accepted and ignored; anything unknown is refused with a 400 that names it.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "ChatChoice",
+    "ChatCompletion",
+    "ChatCompletionRequest",
+    "ChatMessageIn",
+    "ChatMessageOut",
+    "CompletionChoice",
+    "CompletionRequest",
+    "CompletionResponse",
+    "ErrorBody",
+    "ErrorResponse",
+    "ModelEntry",
+    "ModelList",
+    "StreamOptions",
+    "TextPart",
+    "UsageOut",
+]
+
+SCHEMA_VERSION = 1
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TextPart(_Body):
+    """One text part of a message's content (``[{"type": "text", "text": ...}]``)."""
+
+    type: Literal["text"] = "text"
+    text: str
+
+
+class ChatMessageIn(_Body):
+    """A chat message as clients send it."""
+
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+    name: str | None = None
+
+    def text(self) -> str:
+        """The message's text, parts joined."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(part.text for part in self.content)
+
+
+class StreamOptions(_Body):
+    """``stream_options``: ``include_usage`` adds a final chunk with the usage."""
+
+    include_usage: bool = False
+
+
+class _Sampling(_Body):
+    model: str = Field(description="a served model name, or a route such as 'auto'")
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    n: Literal[1] = Field(1, description="only one choice per request is generated")
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    user: str | None = None
+    metadata: dict[str, str] | None = Field(
+        None, description="'category' picks the route's category explicitly"
+    )
+
+    def stops(self) -> tuple[str, ...]:
+        """The stop strings as a tuple."""
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+
+class ChatCompletionRequest(_Sampling):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[ChatMessageIn] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+    def output_limit(self) -> int | None:
+        """``max_completion_tokens`` (the newer name) or ``max_tokens``."""
+        return self.max_completion_tokens or self.max_tokens
+
+
+class CompletionRequest(_Sampling):
+    """``POST /v1/completions`` (a plain prompt)."""
+
+    prompt: str
+
+    def output_limit(self) -> int | None:
+        """``max_tokens``."""
+        return self.max_tokens
+
+
+class UsageOut(BaseModel):
+    """Exact token counts of one request."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatMessageOut(BaseModel):
+    """The assistant's answer."""
+
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class ChatChoice(BaseModel):
+    """One choice of a chat completion."""
+
+    index: int = 0
+    message: ChatMessageOut
+    finish_reason: str | None
+
+
+class ChatCompletion(BaseModel):
+    """A non-streamed chat completion; ``model`` is the model that answered."""
+
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[ChatChoice]
+    usage: UsageOut
+
+
+class CompletionChoice(BaseModel):
+    """One choice of a plain completion."""
+
+    index: int = 0
+    text: str
+    finish_reason: str | None
+    logprobs: None = None
+
+
+class CompletionResponse(BaseModel):
+    """A non-streamed plain completion."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[CompletionChoice]
+    usage: UsageOut
+
+
+class ModelEntry(BaseModel):
+    """One entry of ``GET /v1/models``: a served model or a route."""
+
+    id: str
+    object: Literal["model"] = "model"
+    created: int = 0
+    owned_by: str = "llmpick"
+    kind: Literal["model", "route"]
+    resolves_to: list[str] = Field(default_factory=list)
+    description: str = ""
+
+
+class ModelList(BaseModel):
+    """``GET /v1/models``."""
+
+    object: Literal["list"] = "list"
+    data: list[ModelEntry]
+
+
+class ErrorBody(BaseModel):
+    """OpenAI's error object."""
+
+    message: str
+    type: str
+    code: str | None = None
+    param: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    """``{"error": {...}}``, the body of every error response."""
+
+    error: ErrorBody

@@ -1,0 +1,102 @@
+"""Build a gateway from its config and run it under uvicorn (with graceful drain).
+
+``build_gateway`` wires the pieces — store, routes and classifier, security policy
+and access log, model pool — without loading models (they load when the app
+starts). ``run_gateway`` serves it: the first SIGTERM drains (``/ready`` 503, new
+requests 503, streams in flight finish up to ``drain_deadline_s``), then exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import uvicorn
+from fastapi import FastAPI
+
+from llmpick.backends.bundled import BUNDLED_MODELS
+from llmpick.backends.pool import ModelPool
+from llmpick.context import Context
+from llmpick.serve.accesslog import AccessLog, load_or_create_secret
+from llmpick.serve.app import create_app
+from llmpick.serve.drain import DrainingServer, DrainMiddleware, DrainState
+from llmpick.serve.gateway import Gateway, GatewayConfig
+from llmpick.serve.requestlog import RequestLog
+from llmpick.serve.routing import RouteTable, load_route_table, train_classifier
+from llmpick.serve.security import SecurityPolicy
+from llmpick.store import open_store
+
+__all__ = ["build_gateway", "explain_routes", "run_gateway"]
+
+
+def build_gateway(context: Context, config: GatewayConfig) -> Gateway:
+    """The gateway for ``config``: the bundled models when nothing else is named."""
+    store = open_store(config.db)
+    routes: RouteTable | None = None
+    classifier = None
+    if config.routes_from:
+        routes = load_route_table(config.routes_from, store)
+        classifier = train_classifier(store, routes)
+    if not config.models and routes is None:
+        config = config.model_copy(update={"models": list(BUNDLED_MODELS)})
+    access_log = None
+    if config.security.access_log is not None:
+        secret = load_or_create_secret(config.security.log_secret_file)
+        access_log = AccessLog(
+            config.security.access_log, secret, log_text=config.security.log_text
+        )
+    policy = SecurityPolicy(store, config.security, access_log=access_log)
+    return Gateway(
+        context,
+        config,
+        pool=ModelPool(context, config.pool),
+        policy=policy,
+        routes=routes,
+        classifier=classifier,
+        request_log=RequestLog(store),
+    )
+
+
+def explain_routes(table: RouteTable) -> list[dict[str, object]]:
+    """One row per category: the model, its score and interval, the runner-up, why."""
+    rows: list[dict[str, object]] = []
+    for route in [*table.categories.values(), table.overall]:
+        first = route.models[0] if route.models else None
+        second = route.models[1] if len(route.models) > 1 else None
+        rows.append(
+            {
+                "category": route.category,
+                "n": route.n,
+                "model": first,
+                "mean": route.means.get(first) if first else None,
+                "ci95": route.ci95.get(first) if first else None,
+                "runner_up": second,
+                "runner_up_mean": route.means.get(second) if second else None,
+                "fallbacks": route.models[1:],
+                "why": route.reason,
+            }
+        )
+    return rows
+
+
+def run_gateway(
+    gateway: Gateway,
+    *,
+    drain_deadline_s: float = 30.0,
+    mount: Callable[[FastAPI], None] | None = None,
+    log_level: str = "warning",
+) -> None:
+    """Serve until SIGTERM/SIGINT, draining first."""
+    app = create_app(gateway)
+    if mount is not None:
+        mount(app)
+    state = DrainState()
+    config = uvicorn.Config(
+        DrainMiddleware(app, state),
+        host=gateway.config.host,
+        port=gateway.config.port,
+        log_level=log_level,
+        lifespan="on",
+        timeout_graceful_shutdown=int(drain_deadline_s),
+    )
+    asyncio.run(DrainingServer(config, state, drain_deadline_s).serve())
