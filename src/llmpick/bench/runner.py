@@ -157,10 +157,13 @@ def _calibrate(
         return "not calibrated: no TPOT or TTFT was measured"
     import datetime as dt
 
+    from llmpick.hardware import detect_local
+
     runtime = "transformers" if spec.backend == "hf" else "llamacpp"
     cal = Calibration(
         host=host_key(),
         runtime=runtime,
+        device=detect_local().id,  # the device the uncalibrated estimate was made for
         decode_factor=decode,
         prefill_factor=prefill,
         model=result.model,

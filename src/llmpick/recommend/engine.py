@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 
 from llmpick.errors import UsageError
 from llmpick.fit import QUALITY_ORDER, FitResult, fit_model, get_quantization, shape_from_card
+from llmpick.fit.calibration import Calibration, calibration_for
 from llmpick.hardware import Device, detect_local, get_device
 from llmpick.recommend.models import (
     Candidate,
@@ -152,7 +153,11 @@ SPEED_FLOOR_QUANT = "Q4_K_M"
 
 
 def _best_fit(
-    card: ModelCard, c: Constraints, device: Device, context: int
+    card: ModelCard,
+    c: Constraints,
+    device: Device,
+    context: int,
+    calibration: Calibration | None = None,
 ) -> tuple[FitResult | None, FitResult | None, str | None]:
     """(chosen fitting result, smallest tried result, why a lower precision was chosen).
 
@@ -165,7 +170,14 @@ def _best_fit(
     smallest: FitResult | None = None
     order = _quant_order(c)
     for index, quant in enumerate(order):
-        result = fit_model(shape, quant=quant, context=context, runtime=c.runtime, device=device)
+        result = fit_model(
+            shape,
+            quant=quant,
+            context=context,
+            runtime=c.runtime,
+            device=device,
+            calibration=calibration,
+        )
         if not result.fits:
             smallest = result
             continue
@@ -175,7 +187,14 @@ def _best_fit(
         floor = order.index(SPEED_FLOOR_QUANT) if SPEED_FLOOR_QUANT in order else index
         chosen = result
         for lower in order[index + 1 : floor + 1]:
-            other = fit_model(shape, quant=lower, context=context, runtime=c.runtime, device=device)
+            other = fit_model(
+                shape,
+                quant=lower,
+                context=context,
+                runtime=c.runtime,
+                device=device,
+                calibration=calibration,
+            )
             if not other.fits or other.decode_tokens_per_second is None:
                 continue
             if other.decode_tokens_per_second > (chosen.decode_tokens_per_second or 0):
@@ -194,11 +213,17 @@ def _best_fit(
     return None, smallest, None
 
 
-def recommend(constraints: Constraints, catalog: Catalog | None = None) -> Recommendation:
+def recommend(
+    constraints: Constraints,
+    catalog: Catalog | None = None,
+    calibration: Calibration | None = None,
+) -> Recommendation:
     """Filter the catalog by ``constraints``, rank what is left, and explain it.
 
     Every candidate fits the device (``fits`` is True) with the quantization
-    shown. Raises HardwareError/QuantizationError/UsageError for bad input.
+    shown. Speeds on a device of this machine are calibrated (``calibration``,
+    else the one ``bench --calibrate`` stored). Raises
+    HardwareError/QuantizationError/UsageError for bad input.
     """
     if constraints.task not in TASK_BENCHMARKS:
         raise UsageError(
@@ -221,7 +246,7 @@ def recommend(constraints: Constraints, catalog: Catalog | None = None) -> Recom
         if failed is not None:
             excluded.append((quality, Exclusion(id=card.id, reason=failed)))
             continue
-        fit, smallest, speed_note = _best_fit(card, constraints, device, context)
+        fit, smallest, speed_note = _best_fit(card, constraints, device, context, calibration)
         if fit is None:
             tried = smallest.quant if smallest else "any quantization"
             need = f" (needs {smallest.total_bytes / 2**30:.1f} GiB)" if smallest else ""
@@ -260,6 +285,7 @@ def recommend(constraints: Constraints, catalog: Catalog | None = None) -> Recom
                 context_max=card.context.max,
                 estimated_memory_bytes=fit.total_bytes,
                 decode_tokens_per_second=fit.decode_tokens_per_second,
+                decode_label=fit.labels.get("decode_tokens_per_second", "estimated"),
                 quality=round(quality, 4),
                 speed_score=round(speed, 4),
                 cost_score=round(cost, 4),
@@ -278,7 +304,15 @@ def recommend(constraints: Constraints, catalog: Catalog | None = None) -> Recom
         weights=weights,
         candidates=candidates[: constraints.top],
         excluded=[e for _, e in excluded],
+        calibration=_calibration_line(constraints, device, calibration),
     )
+
+
+def _calibration_line(
+    c: Constraints, device: Device, calibration: Calibration | None
+) -> str | None:
+    cal = calibration_for(c.runtime, device, calibration)
+    return cal.describe() if cal is not None else None
 
 
 def _reasons(
@@ -314,7 +348,11 @@ def _reasons(
             "the best that does"
         )
     if fit.decode_tokens_per_second:
-        reasons.append(f"estimated decode {fit.decode_tokens_per_second:.0f} tokens/s")
+        calibrated = fit.labels.get("decode_tokens_per_second") == "estimated (calibrated)"
+        reasons.append(
+            f"estimated decode {fit.decode_tokens_per_second:.0f} tokens/s"
+            + (" (calibrated on this machine)" if calibrated else "")
+        )
     reasons.append(
         f"license {card.license.name}"
         + (" (permissive)" if card.license.permissive else "")

@@ -101,6 +101,8 @@ class Candidate(BaseModel):
     context_max: int
     estimated_memory_bytes: int
     decode_tokens_per_second: float | None
+    #: "estimated" or "estimated (calibrated)" (this machine's calibration applied)
+    decode_label: str = "estimated"
     quality: float
     speed_score: float
     cost_score: float
@@ -126,6 +128,8 @@ class Recommendation(BaseModel):
     weights: Weights
     candidates: list[Candidate]
     excluded: list[Exclusion]
+    #: the calibration line when speeds on this machine were calibrated, else None
+    calibration: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """Return the JSON shape ``llmpick recommend --format json`` prints."""
