@@ -107,6 +107,12 @@ class Candidate(BaseModel):
     speed_score: float
     cost_score: float
     confidence: Literal["high", "medium", "low"]
+    #: "3 of 7 general benchmarks reported"
+    coverage: str = ""
+    #: evidence score if every missing benchmark were at the bottom / top of its range
+    quality_range: tuple[float, float] | None = None
+    #: fraction of quality the chosen quantization loses (fit.quant_loss)
+    quant_quality_loss: float = 0.0
     evidence: list[Evidence]
     missing_benchmarks: list[str]
     reasons: list[str]
