@@ -72,6 +72,11 @@ def test_limited_default_run_then_rerun_reuses_everything(
     assert kinds["smollm2-135m-instruct"] == "measured"
     assert any(k == "estimated" for k in kinds.values())
     assert doc["verdict"]["status"] in {"winner", "tied", "trade-off"}
+    # The shortlist is for this machine: calibrated, by bench --calibrate or choose's own bench.
+    assert "calibrated on this machine" in doc["shortlist"]["calibration"]
+    assert all(
+        c["decode_label"] == "estimated (calibrated)" for c in doc["shortlist"]["candidates"]
+    )
 
     started = time.monotonic()
     second = run_choose(tmp_path, "--limit", "6", "--db", db, "--out", "report2", "--format",

@@ -73,6 +73,8 @@ class Throughput(BaseModel):
     kind: Literal["measured", "estimated"]
     concurrency: int = 1
     basis: str
+    #: an estimate scaled by this machine's calibration (``bench --calibrate`` or choose's bench)
+    calibrated: bool = False
 
 
 class ApiPrice(BaseModel):
@@ -170,16 +172,30 @@ def hourly_price(device: Any, override_usd: float | None = None) -> HourlyPrice 
 
 
 def estimate_throughput(
-    model: str, device: Any, concurrency: int = 1, quant: str | None = None, context: int = 4096
+    model: str,
+    device: Any,
+    concurrency: int = 1,
+    quant: str | None = None,
+    context: int = 4096,
+    calibration: Any = None,
 ) -> Throughput | None:
     """Estimate aggregate output tokens/s with ``llmpick.fit`` (per sequence x concurrency).
 
-    None when fit cannot estimate (unknown model, or the device has no bandwidth figure).
+    On a device of this machine the estimate is calibrated (``calibration``, else
+    the stored one), as ``fit`` does. None when fit cannot estimate (unknown
+    model, or the device has no bandwidth figure).
     """
     from llmpick.fit import fit_model
 
     try:
-        fit = fit_model(model, quant=quant, context=context, batch=concurrency, device=device)
+        fit = fit_model(
+            model,
+            quant=quant,
+            context=context,
+            batch=concurrency,
+            device=device,
+            calibration=calibration,
+        )
     except LlmpickError:
         return None
     if not fit.decode_tokens_per_second:
@@ -188,6 +204,7 @@ def estimate_throughput(
     return Throughput(
         tokens_per_second=fit.decode_tokens_per_second * concurrency,
         kind="estimated",
+        calibrated=fit.labels.get("decode_tokens_per_second") == "estimated (calibrated)",
         concurrency=concurrency,
         basis=f"llmpick fit at {fit.quant}, {context:,} tokens, batch {concurrency} on "
         f"{fit.device.get('name', device.name)}: {basis}".rstrip(": "),

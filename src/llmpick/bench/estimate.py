@@ -8,6 +8,7 @@ estimated speed factors so ``fit`` can correct its estimates on this host.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import ipaddress
 import os
 import platform
@@ -20,6 +21,8 @@ from llmpick.backends.spec import ModelSpec
 from llmpick.bench.memory import MemoryReport
 from llmpick.bench.results import BenchResult, Estimate
 from llmpick.errors import LlmpickError
+from llmpick.fit.calibration import Calibration, host_key, save_calibration
+from llmpick.hardware import detect_local
 
 __all__ = ["calibrate_fit", "device_label", "fit_estimate"]
 
@@ -61,8 +64,6 @@ def calibrate_fit(
     result: BenchResult,
 ) -> str:
     """Store measured / (uncalibrated) estimated speed for fit on this machine."""
-    from llmpick.fit.calibration import Calibration, host_key, save_calibration
-
     if not backend.is_local:
         return "not calibrated: only in-process backends measure this machine"
     point = next((r for r in result.results if r.point.concurrency == 1), None)
@@ -81,12 +82,12 @@ def calibrate_fit(
     prefill = ttft / raw.time_to_first_token_s if ttft and raw.time_to_first_token_s else None
     if decode is None and prefill is None:
         return "not calibrated: no TPOT or TTFT was measured"
-    import datetime as dt
 
     runtime = "transformers" if spec.backend == "hf" else "llamacpp"
     cal = Calibration(
         host=host_key(),
         runtime=runtime,
+        device=detect_local().id,  # the device the uncalibrated estimate was made for
         decode_factor=decode,
         prefill_factor=prefill,
         model=result.model,

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from llmpick.backends.base import SamplingParams
 from llmpick.backends.pool import ModelPool, PoolOptions
 from llmpick.backends.spec import ModelSpec
+from llmpick.choose.calibrate import calibration_from_bench
 from llmpick.choose.candidates import _candidates, _error_text, _probe
 from llmpick.choose.cells import _failures, _row_scores, _samples, _why_unscored
 from llmpick.choose.measure import _bench, _performance
@@ -34,6 +35,7 @@ from llmpick.cost import (
     self_hosted_row,
 )
 from llmpick.errors import UsageError
+from llmpick.fit.calibration import Calibration
 from llmpick.recommend import Constraints, Recommendation, recommend
 
 
@@ -119,7 +121,13 @@ def choose(context: Any, options: ChooseOptions) -> ChooseResult:
 
     _tell(options, "rank", "ranking")
     here = detect_local()
-    cost_here, cost_rows = _cost_rows(options, rec, catalog, statuses, measured.performance, here)
+    calibration = _own_calibration(options, rec, alive, measured, here)
+    if calibration is not None:
+        rec = recommend(constraints, catalog, calibration=calibration)
+        warnings.append(f"shortlist speeds {calibration.describe()} (no stored calibration)")
+    cost_here, cost_rows = _cost_rows(
+        options, rec, catalog, statuses, measured.performance, here, calibration
+    )
     ranking, verdict, pareto = _decide(options, measured, cost_here)
     timing["total_s"] = time.perf_counter() - started
     return ChooseResult(
@@ -148,6 +156,25 @@ def choose(context: Any, options: ChooseOptions) -> ChooseResult:
         timing_s={k: round(v, 2) for k, v in timing.items()},
         warnings=warnings,
     )
+
+
+def _own_calibration(
+    options: ChooseOptions,
+    rec: Recommendation,
+    alive: list[ModelSpec],
+    measured: _Measured,
+    here: Any,
+) -> Calibration | None:
+    """Choose's own calibration when the shortlist is for this machine and none is stored."""
+    from llmpick.hardware import get_device
+
+    target = get_device(options.device) if options.device else here
+    if rec.calibration is not None or target.host is None:
+        return None  # already calibrated (stored), or estimates for another machine
+    calibration = calibration_from_bench(alive, measured.performance, here.id)
+    if calibration is None or not calibration.applies_to(target):
+        return None
+    return calibration
 
 
 def _probe_all(
@@ -264,6 +291,7 @@ def _cost_rows(
     statuses: list[CandidateStatus],
     performance: dict[str, dict[str, Any]],
     here: Any,
+    calibration: Calibration | None = None,
 ) -> tuple[dict[str, CostRow], list[CostRow]]:
     """Cost of the measured models here, then of the shortlist on the target device."""
     from llmpick.hardware import get_device
@@ -281,7 +309,12 @@ def _cost_rows(
     hourly_target = hourly_price(target_device, options.gpu_hourly_usd)
     for cand in rec.candidates:
         throughput = estimate_throughput(
-            cand.id, target_device, options.concurrency, quant=cand.quant, context=rec.context
+            cand.id,
+            target_device,
+            options.concurrency,
+            quant=cand.quant,
+            context=rec.context,
+            calibration=calibration,
         )
         cost_rows.append(
             self_hosted_row(cand.id, target_device, throughput, hourly_target, catalog.get(cand.id))

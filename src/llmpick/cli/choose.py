@@ -267,7 +267,10 @@ def cost_command(
             r.model,
             r.device,
             f"${r.hourly.usd_per_hour:.3g}" if r.hourly else "—",
-            f"{r.throughput.tokens_per_second:.3g} ({r.throughput.kind})" if r.throughput else "—",
+            f"{r.throughput.tokens_per_second:.3g} ({r.throughput.kind}"
+            + (", calibrated)" if r.throughput.calibrated else ")")
+            if r.throughput
+            else "—",
             f"${r.usd_per_mtok:.3g}" if r.usd_per_mtok is not None else "—",
             api or "none in the catalog",
             r.basis(),

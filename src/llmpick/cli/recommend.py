@@ -99,6 +99,8 @@ def _print(r: Recommendation) -> None:
         "(change with --weights; memory and speed are estimates)",
         highlight=False,
     )
+    if r.calibration:
+        console.print(f"speeds: {r.calibration}", highlight=False)
     if not r.candidates:
         console.print("[yellow]No model passes every constraint.[/] See the exclusions below.")
     table = Table()
@@ -111,7 +113,8 @@ def _print(r: Recommendation) -> None:
             f"{c.score:.3f}",
             c.quant,
             f"{c.estimated_memory_bytes / 2**30:.1f} GiB",
-            f"{c.decode_tokens_per_second:.0f}" if c.decode_tokens_per_second else "n/a",
+            (f"{c.decode_tokens_per_second:.0f}" if c.decode_tokens_per_second else "n/a")
+            + (" (calibrated)" if c.decode_label == "estimated (calibrated)" else ""),
             c.confidence,
         )
     console.print(table)

@@ -8,10 +8,13 @@ stores, per runtime, the ratios
     prefill_factor = measured time to first token / estimated time to first token
 
 in ``<cache dir>/calibration.json``, keyed by this host. ``fit_model`` (and so
-``recommend``, ``cost`` and ``choose``) applies them when it estimates for this
-machine (no ``device`` given) and says so in the basis; estimates for other
-devices are never touched. The measured decode rate is 1 / TPOT (p50), the
-steady decode rate the roofline models.
+``recommend``, ``cost`` and ``choose``) applies them whenever it estimates for a
+device detected on this machine (``device`` None, ``cpu`` or ``local``) that the
+calibration was measured on, labels the figure ``estimated (calibrated)`` and
+says so in the basis; estimates for devices from the table (``rtx4090``) are
+never touched. ``choose`` derives a calibration from its own bench of the
+bundled models when none is stored and passes it explicitly. The measured
+decode rate is 1 / TPOT (p50), the steady decode rate the roofline models.
 """
 
 from __future__ import annotations
@@ -24,7 +27,15 @@ from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
-__all__ = ["Calibration", "host_key", "load_calibration", "save_calibration"]
+from llmpick.hardware.devices import Device
+
+__all__ = [
+    "Calibration",
+    "calibration_for",
+    "host_key",
+    "load_calibration",
+    "save_calibration",
+]
 
 
 class Calibration(BaseModel):
@@ -37,6 +48,16 @@ class Calibration(BaseModel):
     model: str
     measured_at: str
     note: str = ""
+    #: id of the detected device measured ("cpu", "cuda:0"); None: any device of this host
+    device: str | None = None
+    #: what measured it, for the basis line
+    source: str = "llmpick bench"
+
+    def applies_to(self, device: Device) -> bool:
+        """True for a device detected on this machine that this calibration measured."""
+        if device.host is None:  # a table device (rtx4090) or a generic size: another machine
+            return False
+        return self.device is None or self.device == device.id
 
     def describe(self) -> str:
         """One line for an estimate's basis."""
@@ -46,7 +67,7 @@ class Calibration(BaseModel):
         if self.prefill_factor is not None:
             parts.append(f"TTFT x {self.prefill_factor:.3g}")
         return (
-            f"calibrated on this machine ({', '.join(parts)}) from llmpick bench of "
+            f"calibrated on this machine ({', '.join(parts)}) from {self.source} of "
             f"{self.model} on {self.measured_at}"
         )
 
@@ -99,3 +120,19 @@ def save_calibration(calibration: Calibration, cache_dir: Path | None = None) ->
     tmp.write_text(json.dumps(data, indent=2))
     os.replace(tmp, path)
     return path
+
+
+def calibration_for(
+    runtime: str, device: Device, given: Calibration | None = None
+) -> Calibration | None:
+    """The calibration to apply to an estimate of ``runtime`` on ``device``, if any.
+
+    ``given`` (choose's own) wins over the stored one; neither applies to a
+    device that is not on this machine.
+    """
+    if given is not None and given.runtime == runtime and given.applies_to(device):
+        return given
+    stored = load_calibration(runtime)
+    if stored is not None and stored.applies_to(device):
+        return stored
+    return None

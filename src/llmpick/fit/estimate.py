@@ -15,6 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from llmpick.errors import UsageError
+from llmpick.fit.calibration import Calibration, calibration_for
 from llmpick.fit.memory import (
     RUNTIMES,
     VLLM_GPU_MEMORY_UTILIZATION,
@@ -108,6 +109,7 @@ def fit_model(
     device: str | Device | None = None,
     prompt_tokens: int | None = None,
     calibrated: bool = True,
+    calibration: Calibration | None = None,
 ) -> FitResult:
     """Estimate memory and speed for ``model`` on ``device``.
 
@@ -115,7 +117,9 @@ def fit_model(
     a :class:`ModelShape`. ``quant`` None keeps a GGUF file as it is (exact
     weights) or uses the model's native dtype. ``device`` None detects this
     machine. ``prompt_tokens`` (default: ``context``) sizes the prefill for
-    the time to first token and the KV cache read per decoded token.
+    the time to first token and the KV cache read per decoded token. Speed on
+    a device detected here is calibrated (``calibration``, else the stored one)
+    unless ``calibrated`` is False; other devices' estimates never are.
 
     Raises ModelNotFoundError, ModelFileError/ConfigError (bad file),
     QuantizationError (unknown quant or KV dtype), HardwareError (unknown
@@ -278,19 +282,16 @@ def fit_model(
     }
     decode_rate = speed.decode_tokens_per_second
     ttft = speed.time_to_first_token_s
-    if calibrated and device is None:
-        from llmpick.fit.calibration import load_calibration
-
-        cal = load_calibration(runtime)
-        if cal is not None:
-            if cal.decode_factor and decode_rate is not None:
-                decode_rate *= cal.decode_factor
-                basis["decode_tokens_per_second"] += "; " + cal.describe()
-                labels["decode_tokens_per_second"] = "estimated (calibrated)"
-            if cal.prefill_factor and ttft is not None:
-                ttft *= cal.prefill_factor
-                basis["time_to_first_token_s"] += "; " + cal.describe()
-                labels["time_to_first_token_s"] = "estimated (calibrated)"
+    cal = calibration_for(runtime, dev, calibration) if calibrated else None
+    if cal is not None:
+        if cal.decode_factor and decode_rate is not None:
+            decode_rate *= cal.decode_factor
+            basis["decode_tokens_per_second"] += "; " + cal.describe()
+            labels["decode_tokens_per_second"] = "estimated (calibrated)"
+        if cal.prefill_factor and ttft is not None:
+            ttft *= cal.prefill_factor
+            basis["time_to_first_token_s"] += "; " + cal.describe()
+            labels["time_to_first_token_s"] = "estimated (calibrated)"
     if quantization is not None:
         quant_name, bpw = quantization.name, quantization.bits_per_weight
     elif weights_exact:

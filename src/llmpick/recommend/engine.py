@@ -12,12 +12,19 @@ candidate says so ("binding constraint: speed"); ``--quant`` pins a format.
 Ranking, each part in [0, 1], combined with the weights (default quality 0.6,
 speed 0.2, cost 0.2):
 
-- quality: ``0.8 x evidence + 0.2 x specialization match``. Evidence is the mean
-  over the task's benchmarks (:mod:`llmpick.recommend.tasks`) the model reports,
-  each min-max normalised across every catalog model reporting it (raw value /
-  100 when fewer than 3 do); several sources for one benchmark are averaged.
-  With no evidence, a size prior ``log10(params / 1e8) / 3.5`` stands in at
-  half weight and confidence is ``low``. Quantization below Q4 costs 0.05.
+- quality: ``0.8 x evidence + 0.2 x specialization match - 0.15 x narrow mismatch``,
+  then ``x (1 - quantization loss)``. Evidence is the mean over *all* the task's
+  benchmarks (:mod:`llmpick.recommend.tasks`), each min-max normalised across
+  every catalog model reporting it (raw value / 100 when fewer than 3 do); a
+  benchmark the model does not report is imputed at half the size prior
+  ``log10(params / 1e8) / 3.5``, so a specialist that reports only its specialty
+  is not compared on it alone; the range with missing ones at 0 and 1 and the
+  coverage ("3 of 7 general benchmarks reported") are shown, and confidence is
+  high from 40% coverage, medium from 2 benchmarks (or 25%), else low. Only
+  the maker's figure counts where one exists (:mod:`llmpick.recommend.evidence`).
+  A narrow specialist (coder, math) ranked for another task loses 0.15; a
+  specialization match with no benchmark of the task behind it earns 0.1, not 0.2.
+  Quantization loss comes from :mod:`llmpick.fit.quant_loss`.
 - speed: estimated decode tokens/s as ``tps / (tps + 30)`` (30 tokens/s -> 0.5);
   0 when the device's bandwidth is unknown.
 - cost: the headroom left on the device, ``1 - total_bytes / usable memory``
@@ -33,7 +40,10 @@ from typing import TYPE_CHECKING
 
 from llmpick.errors import UsageError
 from llmpick.fit import QUALITY_ORDER, FitResult, fit_model, get_quantization, shape_from_card
+from llmpick.fit.calibration import Calibration, calibration_for
+from llmpick.fit.quant_loss import QuantLoss, quality_loss
 from llmpick.hardware import Device, detect_local, get_device
+from llmpick.recommend.evidence import ranking_scores
 from llmpick.recommend.models import (
     Candidate,
     Constraints,
@@ -47,8 +57,6 @@ if TYPE_CHECKING:
     from llmpick.catalog import Catalog, ModelCard
 
 __all__ = ["recommend"]
-
-_LOW_QUANTS = ("Q3_K_M", "Q2_K")
 
 
 def _device(constraints: Constraints) -> Device:
@@ -82,21 +90,33 @@ def _normalise(value: float, lo: float, hi: float, count: int) -> float:
     return (value - lo) / (hi - lo)
 
 
-def _quality(
-    card: ModelCard, task: str, ranges: dict[str, tuple[float, float, int]]
-) -> tuple[float, str, list[Evidence], list[str]]:
-    wanted = TASK_BENCHMARKS[task]
-    evidence: list[Evidence] = []
-    normalised: list[float] = []
-    for name in wanted:
-        scores = card.scores(name)
-        if not scores:
-            continue
-        mean = sum(s.value for s in scores) / len(scores)
-        lo, hi, count = ranges[name]
-        normalised.append(_normalise(mean, lo, hi, count))
-        for s in scores:
-            evidence.append(
+#: a narrow specialization, and the tasks it suits; for any other task it costs quality
+NARROW_SPECIALIZATIONS: dict[str, tuple[str, ...]] = {
+    "coder": ("coding",),
+    "math": ("math", "reasoning"),
+}
+MISMATCH_PENALTY = 0.15
+
+
+def _size_prior(card: ModelCard) -> float:
+    return min(max(math.log10(card.params.total / 1e8) / 3.5, 0.0), 1.0)
+
+
+class _Quality:
+    """A model's quality for a task before quantization, with its coverage and range."""
+
+    def __init__(self, card: ModelCard, task: str, ranges: dict[str, tuple[float, float, int]]):
+        wanted = TASK_BENCHMARKS[task]
+        self.evidence: list[Evidence] = []
+        normalised: list[float] = []
+        for name in wanted:
+            scores = ranking_scores(card, name)
+            if not scores:
+                continue
+            mean = sum(s.value for s in scores) / len(scores)
+            lo, hi, count = ranges[name]
+            normalised.append(_normalise(mean, lo, hi, count))
+            self.evidence += [
                 Evidence(
                     benchmark=name,
                     value=s.value,
@@ -104,18 +124,35 @@ def _quality(
                     source=s.source,
                     origin=s.origin,
                 )
-            )
-    missing = [n for n in wanted if not card.scores(n)]
-    specialised = any(s in card.specialization for s in TASK_SPECIALIZATION.get(task, ()))
-    bonus = 0.2 if specialised else 0.0
-    if normalised:
-        quality = 0.8 * (sum(normalised) / len(normalised)) + bonus
-        confidence = "high" if len(normalised) >= 2 else "medium"
-    else:
-        prior = min(max(math.log10(card.params.total / 1e8) / 3.5, 0.0), 1.0)
-        quality = 0.8 * 0.5 * prior + bonus
-        confidence = "low"
-    return quality, confidence, evidence, missing
+                for s in scores
+            ]
+        self.missing = [n for n in wanted if not ranking_scores(card, n)]
+        # Imputation: a benchmark the model does not report counts at half the size prior
+        # (what a model of its size scores with no evidence); the range spans 0..1 for it.
+        imputed = 0.5 * _size_prior(card)
+        total = len(wanted)
+        observed = sum(normalised)
+        evidence_score = (observed + imputed * len(self.missing)) / total
+        self.range = (observed / total, (observed + len(self.missing)) / total)
+        self.coverage = f"{len(normalised)} of {total} {task} benchmarks reported"
+        share = len(normalised) / total
+        self.confidence = (
+            "high" if share >= 0.4 else "medium" if len(normalised) >= 2 or share >= 0.25 else "low"
+        )
+        specialised = any(s in card.specialization for s in TASK_SPECIALIZATION.get(task, ()))
+        self.mismatch = next(
+            (
+                s
+                for s, suits in NARROW_SPECIALIZATIONS.items()
+                if s in card.specialization
+                and "general" not in card.specialization
+                and task not in suits
+            ),
+            None,
+        )
+        # a specialization claimed with no benchmark of the task behind it counts half
+        bonus = (0.2 if normalised else 0.1) if specialised else 0.0
+        self.value = 0.8 * evidence_score + bonus - (MISMATCH_PENALTY if self.mismatch else 0.0)
 
 
 def _speed_score(tps: float | None) -> float:
@@ -152,7 +189,11 @@ SPEED_FLOOR_QUANT = "Q4_K_M"
 
 
 def _best_fit(
-    card: ModelCard, c: Constraints, device: Device, context: int
+    card: ModelCard,
+    c: Constraints,
+    device: Device,
+    context: int,
+    calibration: Calibration | None = None,
 ) -> tuple[FitResult | None, FitResult | None, str | None]:
     """(chosen fitting result, smallest tried result, why a lower precision was chosen).
 
@@ -165,7 +206,14 @@ def _best_fit(
     smallest: FitResult | None = None
     order = _quant_order(c)
     for index, quant in enumerate(order):
-        result = fit_model(shape, quant=quant, context=context, runtime=c.runtime, device=device)
+        result = fit_model(
+            shape,
+            quant=quant,
+            context=context,
+            runtime=c.runtime,
+            device=device,
+            calibration=calibration,
+        )
         if not result.fits:
             smallest = result
             continue
@@ -175,7 +223,14 @@ def _best_fit(
         floor = order.index(SPEED_FLOOR_QUANT) if SPEED_FLOOR_QUANT in order else index
         chosen = result
         for lower in order[index + 1 : floor + 1]:
-            other = fit_model(shape, quant=lower, context=context, runtime=c.runtime, device=device)
+            other = fit_model(
+                shape,
+                quant=lower,
+                context=context,
+                runtime=c.runtime,
+                device=device,
+                calibration=calibration,
+            )
             if not other.fits or other.decode_tokens_per_second is None:
                 continue
             if other.decode_tokens_per_second > (chosen.decode_tokens_per_second or 0):
@@ -194,11 +249,17 @@ def _best_fit(
     return None, smallest, None
 
 
-def recommend(constraints: Constraints, catalog: Catalog | None = None) -> Recommendation:
+def recommend(
+    constraints: Constraints,
+    catalog: Catalog | None = None,
+    calibration: Calibration | None = None,
+) -> Recommendation:
     """Filter the catalog by ``constraints``, rank what is left, and explain it.
 
     Every candidate fits the device (``fits`` is True) with the quantization
-    shown. Raises HardwareError/QuantizationError/UsageError for bad input.
+    shown. Speeds on a device of this machine are calibrated (``calibration``,
+    else the one ``bench --calibrate`` stored). Raises
+    HardwareError/QuantizationError/UsageError for bad input.
     """
     if constraints.task not in TASK_BENCHMARKS:
         raise UsageError(
@@ -216,12 +277,13 @@ def recommend(constraints: Constraints, catalog: Catalog | None = None) -> Recom
     excluded: list[tuple[float, Exclusion]] = []
 
     for card in catalog:
-        quality, confidence, evidence, missing = _quality(card, constraints.task, ranges)
+        q = _Quality(card, constraints.task, ranges)
+        quality, confidence, evidence, missing = q.value, q.confidence, q.evidence, q.missing
         failed = _first_failed_filter(card, constraints)
         if failed is not None:
             excluded.append((quality, Exclusion(id=card.id, reason=failed)))
             continue
-        fit, smallest, speed_note = _best_fit(card, constraints, device, context)
+        fit, smallest, speed_note = _best_fit(card, constraints, device, context, calibration)
         if fit is None:
             tried = smallest.quant if smallest else "any quantization"
             need = f" (needs {smallest.total_bytes / 2**30:.1f} GiB)" if smallest else ""
@@ -236,13 +298,14 @@ def recommend(constraints: Constraints, catalog: Catalog | None = None) -> Recom
                 )
             )
             continue
-        if fit.quant in _LOW_QUANTS:
-            quality -= 0.05
+        loss = quality_loss(card.id, fit.quant)
+        quality *= 1 - loss.quality_loss
         speed = _speed_score(fit.decode_tokens_per_second)
         budget = fit.usable_memory_bytes or device.usable_memory_bytes
         cost = max(0.0, 1 - fit.total_bytes / budget)
         score = weights.quality * quality + weights.speed * speed + weights.cost * cost
         reasons = _reasons(card, constraints, fit, evidence, missing, confidence, quality)
+        reasons[1:1] = _quality_notes(q, constraints.task, loss)
         if speed_note:
             reasons = [
                 speed_note if r.startswith("binding constraint: memory") else r for r in reasons
@@ -260,10 +323,14 @@ def recommend(constraints: Constraints, catalog: Catalog | None = None) -> Recom
                 context_max=card.context.max,
                 estimated_memory_bytes=fit.total_bytes,
                 decode_tokens_per_second=fit.decode_tokens_per_second,
+                decode_label=fit.labels.get("decode_tokens_per_second", "estimated"),
                 quality=round(quality, 4),
                 speed_score=round(speed, 4),
                 cost_score=round(cost, 4),
                 confidence=confidence,
+                coverage=q.coverage,
+                quality_range=(round(q.range[0], 4), round(q.range[1], 4)),
+                quant_quality_loss=loss.quality_loss,
                 evidence=evidence,
                 missing_benchmarks=missing,
                 reasons=reasons,
@@ -278,7 +345,33 @@ def recommend(constraints: Constraints, catalog: Catalog | None = None) -> Recom
         weights=weights,
         candidates=candidates[: constraints.top],
         excluded=[e for _, e in excluded],
+        calibration=_calibration_line(constraints, device, calibration),
     )
+
+
+def _calibration_line(
+    c: Constraints, device: Device, calibration: Calibration | None
+) -> str | None:
+    cal = calibration_for(c.runtime, device, calibration)
+    return cal.describe() if cal is not None else None
+
+
+def _quality_notes(q: _Quality, task: str, loss: QuantLoss) -> list[str]:
+    notes = [
+        f"coverage: {q.coverage}; missing ones imputed at half the size prior "
+        f"(evidence range {q.range[0]:.2f}-{q.range[1]:.2f})"
+    ]
+    if q.mismatch:
+        notes.append(
+            f"specialised for {q.mismatch}, not {task}: quality -{MISMATCH_PENALTY:g} "
+            "(a narrow specialist answers other requests worse than its benchmarks suggest)"
+        )
+    if loss.quality_loss > 0:
+        notes.append(
+            f"quantization {loss.quant}: quality x {1 - loss.quality_loss:.4f} "
+            f"({loss.basis}: {loss.data})"
+        )
+    return notes
 
 
 def _reasons(
@@ -314,7 +407,11 @@ def _reasons(
             "the best that does"
         )
     if fit.decode_tokens_per_second:
-        reasons.append(f"estimated decode {fit.decode_tokens_per_second:.0f} tokens/s")
+        calibrated = fit.labels.get("decode_tokens_per_second") == "estimated (calibrated)"
+        reasons.append(
+            f"estimated decode {fit.decode_tokens_per_second:.0f} tokens/s"
+            + (" (calibrated on this machine)" if calibrated else "")
+        )
     reasons.append(
         f"license {card.license.name}"
         + (" (permissive)" if card.license.permissive else "")

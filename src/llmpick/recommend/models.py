@@ -101,10 +101,18 @@ class Candidate(BaseModel):
     context_max: int
     estimated_memory_bytes: int
     decode_tokens_per_second: float | None
+    #: "estimated" or "estimated (calibrated)" (this machine's calibration applied)
+    decode_label: str = "estimated"
     quality: float
     speed_score: float
     cost_score: float
     confidence: Literal["high", "medium", "low"]
+    #: "3 of 7 general benchmarks reported"
+    coverage: str = ""
+    #: evidence score if every missing benchmark were at the bottom / top of its range
+    quality_range: tuple[float, float] | None = None
+    #: fraction of quality the chosen quantization loses (fit.quant_loss)
+    quant_quality_loss: float = 0.0
     evidence: list[Evidence]
     missing_benchmarks: list[str]
     reasons: list[str]
@@ -126,6 +134,8 @@ class Recommendation(BaseModel):
     weights: Weights
     candidates: list[Candidate]
     excluded: list[Exclusion]
+    #: the calibration line when speeds on this machine were calibrated, else None
+    calibration: str | None = None
 
     def to_json_dict(self) -> dict[str, Any]:
         """Return the JSON shape ``llmpick recommend --format json`` prints."""
