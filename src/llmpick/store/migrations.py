@@ -17,6 +17,8 @@ Tables:
 - ``scores``: one score per cell and scorer (name + arguments).
 - ``bench_runs``, ``bench_points``, ``bench_requests``: ``llmpick bench`` results,
   down to each request's chunk timestamps (written by ``llmpick.bench.store``).
+- ``quant_runs``, ``quant_variants``: ``llmpick quant`` results, one row per
+  sweep and per variant (written by ``llmpick.quant.store``).
 """
 
 from __future__ import annotations
@@ -177,6 +179,54 @@ def _m004_bench(db: sqlite3.Connection) -> None:
     )
 
 
+def _m008_quant(db: sqlite3.Connection) -> None:
+    # quant tables (owned by llmpick.quant, see quant/store.py); IF NOT EXISTS because
+    # the migrations of other branches are numbered in before this one when they merge
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS quant_runs (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            model TEXT NOT NULL,
+            catalog_id TEXT,
+            source_sha256 TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            dataset_sha256 TEXT NOT NULL,
+            eval_run_id TEXT,
+            scorer TEXT,
+            kld_threshold REAL NOT NULL,
+            choice TEXT,
+            result TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS quant_variants (
+            run_id TEXT NOT NULL REFERENCES quant_runs(id) ON DELETE CASCADE,
+            variant TEXT NOT NULL,
+            is_reference INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            bits_per_weight REAL NOT NULL,
+            kld_mean REAL,
+            kld_p99 REAL,
+            same_top_token REAL,
+            delta_ppl REAL,
+            quality_mean REAL,
+            quality_diff REAL,
+            quality_p_value REAL,
+            peak_memory_bytes INTEGER,
+            decode_tokens_per_second REAL,
+            PRIMARY KEY (run_id, variant)
+        )
+        """
+    )
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS quant_runs_by_model ON quant_runs (catalog_id, model)"
+    )
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 MIGRATIONS: list[Migration] = [
@@ -184,6 +234,7 @@ MIGRATIONS: list[Migration] = [
     _m002_rows_cells_scores,
     _m003_indexes,
     _m004_bench,
+    _m008_quant,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
