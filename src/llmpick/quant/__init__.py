@@ -21,7 +21,14 @@ from llmpick.quant.store import (
     measured_quant_loss,
     save_quant,
 )
-from llmpick.quant.sweep import QuantOptions, QuantReport, VariantResult, choose_variant, run_quant
+from llmpick.quant.sweep import (
+    QuantOptions,
+    QuantReport,
+    VariantResult,
+    choose_variant,
+    run_quant,
+    variant_specs,
+)
 
 __all__ = [
     "BuiltFile",
@@ -40,5 +47,6 @@ __all__ = [
     "run_quant",
     "save_quant",
     "variant_names",
+    "variant_specs",
     "write_quant_report",
 ]

@@ -201,15 +201,17 @@ def divergence(model: Any, reference: ReferenceLogProbs) -> Divergence:
 def llama_perplexity_chunks(model: Any, text: str, n_ctx: int) -> list[TokenSequence]:
     """The chunks llama-perplexity scores for ``text`` at context ``n_ctx``.
 
-    As ``perplexity.cpp``: tokenize with BOS, cut into ``len // n_ctx`` chunks
-    of ``n_ctx`` tokens, put BOS first in each chunk, and score positions
-    ``n_ctx // 2`` … ``n_ctx - 2``.
+    As ``perplexity.cpp``: tokenize (BOS if the vocabulary asks for one), cut
+    into ``len // n_ctx`` chunks of ``n_ctx`` tokens, put BOS first in each
+    chunk if the vocabulary adds one, and score positions ``n_ctx // 2`` …
+    ``n_ctx - 2``.
     """
     tokens = model.tokenize(text.encode(), add_bos=True, special=False)
-    bos = int(model.token_bos())
+    add_bos = str(model.metadata.get("tokenizer.ggml.add_bos_token", "true")).lower() == "true"
     chunks = []
     for start in range(0, (len(tokens) // n_ctx) * n_ctx, n_ctx):
         chunk = list(tokens[start : start + n_ctx])
-        chunk[0] = bos
+        if add_bos:
+            chunk[0] = int(model.token_bos())
         chunks.append(TokenSequence(tokens=chunk, first=n_ctx // 2))
     return chunks

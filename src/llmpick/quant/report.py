@@ -161,5 +161,13 @@ def write_quant_report(report: QuantReport, directory: Path, png: bool = True) -
     paths["json"].write_text(json.dumps(report.model_dump(mode="json"), indent=2), "utf-8")
     if png:
         paths["png"] = directory / "quant.png"
-        fig.write_image(paths["png"], width=1100, height=460)
+        try:
+            fig.write_image(paths["png"], width=1100, height=460)
+        except Exception as exc:  # kaleido raises its own errors when no browser is found
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UsageError(
+                f"could not render {paths['png']}: {first}",
+                f"kaleido needs Chrome or Chromium installed; or pass --no-png "
+                f"({paths['html']} and {paths['json']} were written)",
+            ) from exc
     return paths

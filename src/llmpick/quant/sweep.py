@@ -53,6 +53,7 @@ __all__ = [
     "choose_variant",
     "run_quant",
     "source_gguf",
+    "variant_specs",
 ]
 
 REFERENCE = "reference"
@@ -191,6 +192,30 @@ def _build_all(
             build_variant(reference, name, cache, options.keep_free_bytes, options.n_threads)
         )
     return reference, built
+
+
+def variant_specs(
+    context: Any, specs: list[ModelSpec], variants: list[str], keep_free_bytes: int = 0
+) -> list[ModelSpec]:
+    """Models for the variants of every local GGUF in ``specs`` (built or reused).
+
+    For ``choose --quant-sweep``: each variant is named ``MODEL@VARIANT`` and
+    keeps the candidate's catalog id; specs that are not local GGUFs are skipped.
+    """
+    names = list(dict.fromkeys(normalize_variant(v) for v in variants))
+    out = []
+    for spec in specs:
+        if spec.backend != "llamacpp" or "hf_repo" in spec.options:
+            continue
+        options = QuantOptions(variants=names, keep_free_bytes=keep_free_bytes)
+        _, built = _build_all(Path(spec.model), context, options, names)
+        for b in built:
+            out.append(
+                spec.model_copy(
+                    update={"name": f"{spec.name}@{b.name}", "model": str(b.path), "source": "spec"}
+                )
+            )
+    return out
 
 
 def run_quant(context: Any, model: str, options: QuantOptions) -> QuantReport:
@@ -376,7 +401,7 @@ def choose_variant(rows: list[VariantResult], kld_threshold: float) -> tuple[str
     return best.name, (
         f"Choose {best.name}: the smallest variant ({best.size_bytes / 1e6:.0f} MB, "
         f"{best.bits_per_weight:.2f} bits/weight) with mean KLD {best.divergence.kld_mean:.4f} "
-        f"<= {kld_threshold:g}{quality}."
+        f"≤ {kld_threshold:g}{quality}."
     )
 
 

@@ -222,9 +222,7 @@ def _m008_quant(db: sqlite3.Connection) -> None:
         )
         """
     )
-    db.execute(
-        "CREATE INDEX IF NOT EXISTS quant_runs_by_model ON quant_runs (catalog_id, model)"
-    )
+    db.execute("CREATE INDEX IF NOT EXISTS quant_runs_by_model ON quant_runs (catalog_id, model)")
 
 
 Migration = Callable[[sqlite3.Connection], None]
