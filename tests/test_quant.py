@@ -18,6 +18,7 @@ from llmpick.quant import (
     QuantReport,
     build_reference,
     build_variant,
+    lookup_measured_loss,
     measured_quant_loss,
     run_quant,
     save_quant,
@@ -124,6 +125,10 @@ def test_variants_are_reused_and_stored(
         assert measured_quant_loss(store, "HuggingFaceTB/SmolLM2-135M-Instruct", "IQ1_S") is None
     assert loss is not None and loss.basis == "measured" and loss.quant == "Q4_K_M"
     assert "rows.csv" in loss.data and sweep.id in loss.source
+    # what fit reads: by bundled name too, and nothing (no store created) without a store
+    assert lookup_measured_loss(root / "llmpick.db", "smollm2-135m-instruct", "Q2_K")
+    assert lookup_measured_loss(root / "none.db", "smollm2-135m-instruct", "Q2_K") is None
+    assert not (root / "none.db").exists()
 
 
 def test_report_has_table_chart_and_png(sweep: QuantReport, tmp_path: Path) -> None:

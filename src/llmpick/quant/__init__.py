@@ -18,6 +18,7 @@ from llmpick.quant.report import quant_chart, quant_table, write_quant_report
 from llmpick.quant.store import (
     MeasuredQuantLoss,
     latest_quant_report,
+    lookup_measured_loss,
     measured_quant_loss,
     save_quant,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "build_variant",
     "choose_variant",
     "latest_quant_report",
+    "lookup_measured_loss",
     "measured_quant_loss",
     "quant_chart",
     "quant_table",

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel
 
 from llmpick.quant.sweep import QuantReport
-from llmpick.store import Store
+from llmpick.store import Store, open_store
 
-__all__ = ["MeasuredQuantLoss", "latest_quant_report", "measured_quant_loss", "save_quant"]
+__all__ = [
+    "MeasuredQuantLoss",
+    "latest_quant_report",
+    "lookup_measured_loss",
+    "measured_quant_loss",
+    "save_quant",
+]
 
 
 class MeasuredQuantLoss(BaseModel):
@@ -111,13 +118,21 @@ def measured_quant_loss(store: Store, model: str, quant: str) -> MeasuredQuantLo
     report = QuantReport.model_validate_json(row[0])
     ref = next(v for v in report.variants if v.is_reference)
     diff = float(row[1])
-    loss = -diff / ref.quality_mean if ref.quality_mean else -diff
+    loss = (-diff / ref.quality_mean if ref.quality_mean else -diff) + 0.0  # no -0.0
     return MeasuredQuantLoss(
         quant=key,
         quality_loss=loss,
-        source=f"llmpick quant run {report.id} (eval run {report.eval_run_id}), "
-        f"relative to {report.reference_note.split(';')[0]}",
+        source=f"llmpick quant run {report.id} (eval run {report.eval_run_id}) against the "
+        f"reference built from {Path(report.source).name}",
         data=f"{report.data.get('source')} ({report.data.get('rows')} rows, sha256 "
         f"{str(report.data.get('sha256'))[:12]}), scorer {report.scorer}",
         kld_mean=None if row[2] is None else float(row[2]),
     )
+
+
+def lookup_measured_loss(db_path: Path | str, model: str, quant: str) -> MeasuredQuantLoss | None:
+    """:func:`measured_quant_loss` in the store at ``db_path``; None if there is no store yet."""
+    if not Path(db_path).is_file():
+        return None
+    with open_store(db_path) as store:
+        return measured_quant_loss(store, model, quant)
