@@ -396,7 +396,7 @@ def choose_variant(rows: list[VariantResult], kld_threshold: float) -> tuple[str
             else ""
         )
         if best.quality_mean is not None
-        else ""
+        else "; quality not measured"
     )
     return best.name, (
         f"Choose {best.name}: the smallest variant ({best.size_bytes / 1e6:.0f} MB, "
