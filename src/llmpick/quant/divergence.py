@@ -24,6 +24,7 @@ figures must be compared with its own tool).
 from __future__ import annotations
 
 import math
+import os
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,6 +89,7 @@ def load_scoring_model(path: Path, n_ctx: int, n_threads: int | None = None) -> 
         n_ctx=n_ctx,
         n_batch=min(n_ctx, 512),
         n_threads=n_threads,
+        n_threads_batch=n_threads,
         logits_all=True,
         verbose=False,
     )
@@ -109,19 +111,23 @@ class ReferenceLogProbs:
         for seq in self.sequences:
             self.offsets.append(self.offsets[-1] + max(0, len(seq.tokens) - 1 - seq.first))
         directory.mkdir(parents=True, exist_ok=True)
-        self._file = tempfile.NamedTemporaryFile(dir=directory, suffix=".logprobs")  # noqa: SIM115
-        self.values = np.memmap(
-            self._file.name, dtype=np.float32, mode="w+", shape=(max(1, self.offsets[-1]), vocab)
-        )
+        handle, name = tempfile.mkstemp(dir=directory, suffix=".logprobs")
+        try:
+            self.values = np.memmap(
+                name, dtype=np.float32, mode="w+", shape=(max(1, self.offsets[-1]), vocab)
+            )
+        finally:
+            # the mapping outlives the name: nothing is left on disk even after kill -9
+            os.close(handle)
+            os.unlink(name)
 
     def block(self, index: int) -> np.ndarray:
         """Log-probabilities of sequence ``index``'s scored positions."""
         return np.asarray(self.values[self.offsets[index] : self.offsets[index + 1]])
 
     def close(self) -> None:
-        """Delete the file."""
+        """Release the mapping (the file has no name left on disk)."""
         del self.values
-        self._file.close()
 
 
 def reference_log_probs(
