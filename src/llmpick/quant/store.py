@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from llmpick.quant.sweep import QuantReport
 from llmpick.store import Store, open_store
@@ -28,14 +28,21 @@ __all__ = [
 
 
 class MeasuredQuantLoss(BaseModel):
-    """What one quantization lost on one model, measured by ``llmpick quant``."""
+    """What one quantization lost on one model, measured by ``llmpick quant``.
+
+    Field for field a ``llmpick.fit.quant_loss.QuantLoss`` with ``basis="measured"``
+    (``QuantLoss.model_validate(m.model_dump())`` converts it; extra fields are
+    ignored there), plus the signed difference and the mean KLD.
+    """
 
     quant: str
-    #: fraction of the reference's mean score lost (negative: the variant scored higher)
-    quality_loss: float
+    #: fraction of the reference's mean score lost, in [0, 1] (0 when the variant scored higher)
+    quality_loss: float = Field(ge=0, le=1)
     basis: Literal["measured"] = "measured"
     source: str
     data: str
+    #: variant minus reference mean score (signed, in the scorer's units)
+    quality_diff: float
     kld_mean: float | None = None
 
 
@@ -118,10 +125,11 @@ def measured_quant_loss(store: Store, model: str, quant: str) -> MeasuredQuantLo
     report = QuantReport.model_validate_json(row[0])
     ref = next(v for v in report.variants if v.is_reference)
     diff = float(row[1])
-    loss = (-diff / ref.quality_mean if ref.quality_mean else -diff) + 0.0  # no -0.0
+    loss = -diff / ref.quality_mean if ref.quality_mean else -diff
     return MeasuredQuantLoss(
         quant=key,
-        quality_loss=loss,
+        quality_loss=min(1.0, max(0.0, loss)),
+        quality_diff=diff,
         source=f"llmpick quant run {report.id} (eval run {report.eval_run_id}) against the "
         f"reference built from {Path(report.source).name}",
         data=f"{report.data.get('source')} ({report.data.get('rows')} rows, sha256 "
