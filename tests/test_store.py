@@ -51,6 +51,15 @@ EXPECTED_SCHEMA = {
         "revoked_at",
     ],
     "key_usage": ["key_id", "minute", "requests", "prompt_tokens", "completion_tokens"],
+    "quant_runs": [
+        "id", "created_at", "model", "catalog_id", "source_sha256", "dataset", "dataset_sha256",
+        "eval_run_id", "scorer", "kld_threshold", "choice", "result",
+    ],
+    "quant_variants": [
+        "run_id", "variant", "is_reference", "sha256", "size_bytes", "bits_per_weight",
+        "kld_mean", "kld_p99", "same_top_token", "delta_ppl", "quality_mean", "quality_diff",
+        "quality_p_value", "peak_memory_bytes", "decode_tokens_per_second",
+    ],
 }  # fmt: skip
 
 
@@ -99,7 +108,7 @@ def test_migrations_produce_the_expected_schema(tmp_path: Path) -> None:
         indexes = {
             r[0] for r in store.db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")
         }
-        assert {"cells_by_cache_key", "runs_by_fingerprint"} <= indexes
+        assert {"cells_by_cache_key", "runs_by_fingerprint", "quant_runs_by_model"} <= indexes
         assert store.db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         unique = [

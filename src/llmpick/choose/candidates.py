@@ -84,6 +84,11 @@ def _candidates(
     if not specs:
         for bundled in BUNDLED_MODELS.values():
             add(context.resolve(bundled.name), "bundled", bundled.catalog_id, False)
+    if options.quant_sweep:
+        from llmpick.quant import variant_specs
+
+        for spec in variant_specs(context, list(specs), options.quant_sweep):
+            add(spec, "quant-sweep", spec.catalog_id, False)
     return statuses, specs
 
 

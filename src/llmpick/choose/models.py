@@ -47,6 +47,8 @@ class ChooseOptions(BaseModel):
     bench_requests: int = Field(default=3, ge=1)
     bench_prompt_tokens: int = Field(default=64, ge=1)
     bench_max_tokens: int = Field(default=32, ge=1)
+    #: llama.cpp types to add as candidates for each local GGUF candidate (llmpick.quant)
+    quant_sweep: list[str] = Field(default_factory=list)
     progress: bool = False
     #: called with (stage, message): stages shortlist, probe, evaluate, bench, rank
     on_event: Callable[[str, str], None] | None = None
@@ -57,7 +59,7 @@ class CandidateStatus(BaseModel):
 
     name: str
     catalog_id: str | None = None
-    origin: Literal["shortlist", "bundled", "config", "user"]
+    origin: Literal["shortlist", "bundled", "config", "user", "quant-sweep"]
     in_shortlist: bool = False
     status: Literal["evaluated", "failed", "not-runnable"]
     error: str | None = None

@@ -22,6 +22,7 @@ from llmpick.cli import (
     fit,
     keys,
     models,
+    quant,
     recommend,
     serve,
 )
@@ -39,7 +40,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.callback()(_common.global_options)
-for _module in (models, catalog, fit, recommend, evaluate, bench, choose, serve, keys):
+for _module in (models, catalog, fit, recommend, evaluate, bench, choose, quant, serve, keys):
     _module.register(app)
 
 

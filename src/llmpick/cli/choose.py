@@ -168,6 +168,14 @@ def choose_command(
     bench_requests: Annotated[
         int, typer.Option("--bench-requests", min=1, help="Requests per speed measurement.")
     ] = 3,
+    quant_sweep: Annotated[
+        str | None,
+        typer.Option(
+            "--quant-sweep",
+            help="Also compare these llama.cpp quantizations (e.g. Q8_0,Q4_K_M) of each "
+            "local GGUF candidate (built with llmpick quant's quantizer).",
+        ),
+    ] = None,
 ) -> None:
     """Choose a model: shortlist, evaluate on your data, measure, rank, and write a report."""
     from llmpick.choose import ChooseOptions, check_options, choose
@@ -201,6 +209,7 @@ def choose_command(
         limit=limit,
         seed=seed,
         bench_requests=bench_requests,
+        quant_sweep=[v.strip() for v in (quant_sweep or "").split(",") if v.strip()],
         progress=True,
         on_event=progress,
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -12,6 +13,8 @@ from llmpick.errors import UsageError
 from llmpick.fit import RUNTIMES, FitResult, fit_model, list_quantizations, resolve_shape
 from llmpick.fit.quant import KV_CACHE_DTYPES
 from llmpick.hardware import detect_cpu, detect_gpus, detect_host, list_devices
+from llmpick.quant.store import lookup_measured_loss
+from llmpick.store import DEFAULT_DB
 
 GIB = 1024**3
 
@@ -63,6 +66,9 @@ def fit_command(
         int | None,
         typer.Option("--prompt-tokens", min=1, help="Prompt length for TTFT (default: context)."),
     ] = None,
+    db: Annotated[
+        Path, typer.Option("--db", help="Store holding measured losses from llmpick quant.")
+    ] = DEFAULT_DB,
     output_format: Annotated[
         TableOrJson, typer.Option("--format", help="table or json.")
     ] = TableOrJson.table,
@@ -82,10 +88,19 @@ def fit_command(
         device=device,
         prompt_tokens=prompt_tokens,
     )
+    loss = lookup_measured_loss(db, model, quant) if quant else None
     if output_format is TableOrJson.json:
-        print_json(result.to_json_dict())
+        doc = result.to_json_dict()
+        doc["measured_quant_loss"] = loss.model_dump() if loss else None
+        print_json(doc)
         return
     _print_fit(result)
+    if loss is not None:
+        console.print(
+            f"quality loss of {loss.quant} on this model: {100 * loss.quality_loss:.1f}% of the "
+            f"reference's score (measured: {loss.source}; data {loss.data})",
+            highlight=False,
+        )
 
 
 def _print_fit(r: FitResult) -> None:

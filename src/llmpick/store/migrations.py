@@ -21,6 +21,8 @@ Tables:
   its text (written by ``llmpick.serve.requestlog``).
 - ``api_keys``, ``key_usage``: the gateway's API keys (a SHA-256 of each key, never
   the key) and per-key usage counters by minute (written by ``llmpick.serve.keys``).
+- ``quant_runs``, ``quant_variants``: ``llmpick quant`` results, one row per
+  sweep and per variant (written by ``llmpick.quant.store``).
 """
 
 from __future__ import annotations
@@ -237,6 +239,50 @@ def _m006_keys_and_usage(db: sqlite3.Connection) -> None:
         )
         """
     )
+def _m008_quant(db: sqlite3.Connection) -> None:
+    # quant tables (owned by llmpick.quant, see quant/store.py); IF NOT EXISTS because
+    # the migrations of other branches are numbered in before this one when they merge
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS quant_runs (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            model TEXT NOT NULL,
+            catalog_id TEXT,
+            source_sha256 TEXT NOT NULL,
+            dataset TEXT NOT NULL,
+            dataset_sha256 TEXT NOT NULL,
+            eval_run_id TEXT,
+            scorer TEXT,
+            kld_threshold REAL NOT NULL,
+            choice TEXT,
+            result TEXT NOT NULL
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE IF NOT EXISTS quant_variants (
+            run_id TEXT NOT NULL REFERENCES quant_runs(id) ON DELETE CASCADE,
+            variant TEXT NOT NULL,
+            is_reference INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL,
+            bits_per_weight REAL NOT NULL,
+            kld_mean REAL,
+            kld_p99 REAL,
+            same_top_token REAL,
+            delta_ppl REAL,
+            quality_mean REAL,
+            quality_diff REAL,
+            quality_p_value REAL,
+            peak_memory_bytes INTEGER,
+            decode_tokens_per_second REAL,
+            PRIMARY KEY (run_id, variant)
+        )
+        """
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS quant_runs_by_model ON quant_runs (catalog_id, model)")
 
 
 Migration = Callable[[sqlite3.Connection], None]
@@ -248,6 +294,7 @@ MIGRATIONS: list[Migration] = [
     _m004_bench,
     _m005_serve_requests,
     _m006_keys_and_usage,
+    _m008_quant,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
