@@ -39,6 +39,16 @@ EXPECTED_SCHEMA = {
         "run_id", "point_index", "request_index", "start_s", "end_s", "chunk_times_s",
         "chunk_tokens", "completion_tokens", "prompt_tokens", "error",
     ],
+    # the workbench's tables (_m007_workbench, owned by llmpick.ui)
+    "workbench_sheets": [
+        "id", "created_at", "name", "records", "mapping", "template", "params", "run_id",
+        "pairwise",
+    ],
+    "workbench_columns": ["sheet_id", "position", "kind", "spec", "created_at"],
+    "workbench_votes": [
+        "id", "sheet_id", "run_id", "row_id", "model_left", "model_right", "voter", "shown_at",
+        "verdict", "voted_at",
+    ],
 }  # fmt: skip
 
 

@@ -13,7 +13,7 @@ import sys
 import typer
 from rich.markup import escape
 
-from llmpick.cli import _common, bench, catalog, choose, evaluate, fit, models, recommend
+from llmpick.cli import _common, bench, catalog, choose, evaluate, fit, models, recommend, ui
 from llmpick.errors import LlmpickError
 
 __all__ = ["app", "main"]
@@ -28,7 +28,7 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.callback()(_common.global_options)
-for _module in (models, catalog, fit, recommend, evaluate, bench, choose):
+for _module in (models, catalog, fit, recommend, evaluate, bench, choose, ui):
     _module.register(app)
 
 

@@ -9,6 +9,8 @@ rows). :func:`cell_rows` and :func:`side_by_side` give the per-cell views of
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import statistics
 from collections import defaultdict
@@ -26,6 +28,7 @@ __all__ = [
     "ModelSummary",
     "ScoreSummary",
     "cell_rows",
+    "rows_to_csv",
     "side_by_side",
     "summarize",
 ]
@@ -330,3 +333,18 @@ def side_by_side(store: Store, run_id: str, width: int | None = None) -> list[di
                 line[f"{name} score"] = found["score"]
             table.append(line)
     return table
+
+
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    """Rows of dicts as CSV text (columns from the first row): ``llmpick results --format csv``.
+
+    The workbench's CSV export calls the same function on the same
+    :func:`side_by_side` table, so both give identical files for a run.
+    """
+    if not rows:
+        return ""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

@@ -17,6 +17,9 @@ Tables:
 - ``scores``: one score per cell and scorer (name + arguments).
 - ``bench_runs``, ``bench_points``, ``bench_requests``: ``llmpick bench`` results,
   down to each request's chunk timestamps (written by ``llmpick.bench.store``).
+- ``workbench_sheets``, ``workbench_columns``, ``workbench_votes``: the workbench
+  (``llmpick ui``): uploaded data and its column mapping, the model/scorer/judge
+  columns added in the page, and blind votes (who, when, which pair, order shown).
 """
 
 from __future__ import annotations
@@ -177,6 +180,58 @@ def _m004_bench(db: sqlite3.Connection) -> None:
     )
 
 
+def _m007_workbench(db: sqlite3.Connection) -> None:
+    # a sheet keeps its uploaded records (so it needs no file) and the run that
+    # holds its cells; columns are what the page added, in order
+    db.execute(
+        """
+        CREATE TABLE workbench_sheets (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            name TEXT NOT NULL,
+            records TEXT NOT NULL,
+            mapping TEXT NOT NULL,
+            template TEXT,
+            params TEXT NOT NULL,
+            run_id TEXT REFERENCES runs(id) ON DELETE SET NULL,
+            pairwise TEXT
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE workbench_columns (
+            sheet_id TEXT NOT NULL REFERENCES workbench_sheets(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (sheet_id, position),
+            UNIQUE (sheet_id, kind, spec)
+        )
+        """
+    )
+    # a vote row is written when the pair is shown (order included) and
+    # completed when the person answers; verdict: left, right, tie, both_bad
+    db.execute(
+        """
+        CREATE TABLE workbench_votes (
+            id TEXT PRIMARY KEY,
+            sheet_id TEXT NOT NULL REFERENCES workbench_sheets(id) ON DELETE CASCADE,
+            run_id TEXT NOT NULL,
+            row_id TEXT NOT NULL,
+            model_left TEXT NOT NULL,
+            model_right TEXT NOT NULL,
+            voter TEXT NOT NULL,
+            shown_at TEXT NOT NULL,
+            verdict TEXT,
+            voted_at TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX workbench_votes_by_sheet ON workbench_votes (sheet_id, verdict)")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 MIGRATIONS: list[Migration] = [
@@ -184,6 +239,7 @@ MIGRATIONS: list[Migration] = [
     _m002_rows_cells_scores,
     _m003_indexes,
     _m004_bench,
+    _m007_workbench,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
