@@ -88,7 +88,10 @@ class Jobs:
                     if cell.output is not None and cell.error is None and cell.repeat == 0:
                         outputs.setdefault(cell.model, {})[cell.row_id] = cell.output
                 questions = {row.id: row.prompt for row in dataset.rows}
-                result = await pairwise_compare(judge, questions, outputs, max_tokens=64)
+                # the judge gets the sheet's token budget: its reasoning and the verdict
+                result = await pairwise_compare(
+                    judge, questions, outputs, max_tokens=sheet.settings.max_tokens
+                )
                 wb.set_pairwise(sheet.id, [v.model_dump() for v in result.verdicts])
         finally:
             with contextlib.suppress(Exception):
