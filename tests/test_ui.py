@@ -11,15 +11,15 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.conftest import free_port
-from tests.ui_server import start_ui, stop_ui
 
+from conftest import free_port
 from llmpick.store import open_store
 from llmpick.ui import SCHEMA_VERSION
 from llmpick.ui.grid import GridFilter, grid_page
 from llmpick.ui.models import SheetSettings
 from llmpick.ui.sheets import WorkbenchStore
 from llmpick.ui.votes import cast_vote, human_ranking, next_vote
+from ui_server import start_ui, stop_ui
 
 
 def _csv(path: Path, rows: list[dict[str, Any]]) -> bytes:
@@ -194,8 +194,8 @@ def test_killed_server_resumes_without_recomputing(tmp_path: Path) -> None:
                 "id"
             ]
             client.post(f"/api/sheets/{sid}/settings", json={"max_tokens": 12}, headers=ok)
-            client.post(f"/api/sheets/{sid}/columns",
-                        json={"kind": "model", "spec": "smollm2-135m-instruct"}, headers=ok)  # fmt: skip
+            column = {"kind": "model", "spec": "smollm2-135m-instruct"}
+            client.post(f"/api/sheets/{sid}/columns", json=column, headers=ok)
             deadline = time.monotonic() + 120
             while client.get(f"/api/sheets/{sid}/progress").json()["done"] < 3:
                 assert time.monotonic() < deadline

@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import free_port
-from tests.ui_server import REPO, start_ui, stop_ui
+
+from conftest import free_port
+from ui_server import REPO, start_ui, stop_ui
 
 CHROMIUM = Path("/usr/bin/chromium")
 DOCS = REPO / "docs"
