@@ -9,6 +9,7 @@ through ``textContent``. Every JSON answer has ``schema_version``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import tempfile
@@ -24,7 +25,13 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from llmpick.backends.bundled import BUNDLED_MODELS
 from llmpick.errors import LlmpickError
 from llmpick.evaluate.dataset import read_records
-from llmpick.evaluate.results import cell_rows, rows_to_csv, side_by_side, summarize
+from llmpick.evaluate.results import (
+    EvalResult,
+    cell_rows,
+    rows_to_csv,
+    side_by_side,
+    summarize,
+)
 from llmpick.store import DEFAULT_DB, Store, open_store
 from llmpick.ui.grid import GridFilter, grid_page
 from llmpick.ui.jobs import Jobs
@@ -70,6 +77,8 @@ class Workbench:
         self.jobs = Jobs(context, self.db_path)
         self._store: Store | None = None
         self.rng = random.Random()
+        self._summaries: dict[tuple[str, int, int], EvalResult] = {}
+        self._summary_lock = asyncio.Lock()
         self.templates = Environment(
             loader=PackageLoader("llmpick.ui", "templates"),
             autoescape=select_autoescape(default=True, default_for_string=True),
@@ -88,6 +97,27 @@ class Workbench:
         if self._store is not None:
             self._store.close()
             self._store = None
+
+    async def summary(self, run_id: str) -> EvalResult:
+        """The run's summary: the one stored when it finished, else computed (in a thread).
+
+        A live summary is cached per (cells, scores) count, so polling while a
+        run fills recomputes it only when something changed.
+        """
+        row = self.wb.db.execute(
+            "SELECT status, summary, (SELECT count(*) FROM cells WHERE run_id = :id),"
+            " (SELECT count(*) FROM scores s JOIN cells c ON c.id = s.cell_id"
+            "  WHERE c.run_id = :id) FROM runs WHERE id = :id",
+            {"id": run_id},
+        ).fetchone()
+        if row is not None and row[0] in ("finished", "incomplete") and row[1]:
+            return EvalResult.model_validate(json.loads(row[1]))
+        key = (run_id, row[2] if row else 0, row[3] if row else 0)
+        async with self._summary_lock:  # one computation at a time, however often polled
+            if key not in self._summaries:
+                result = await asyncio.to_thread(_summarize, self.db_path, run_id)
+                self._summaries = {key: result}
+        return self._summaries[key]
 
     def model_choices(self) -> list[str]:
         """Models the page offers: bundled ones and those named in llmpick.yaml."""
@@ -108,6 +138,11 @@ class Workbench:
             " connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
         )
         return response
+
+
+def _summarize(db_path: Path, run_id: str) -> EvalResult:
+    with open_store(db_path) as store:  # its own connection: this runs in a worker thread
+        return summarize(store, run_id)
 
 
 def _voter(request: Request) -> str:
@@ -220,7 +255,7 @@ def workbench_router(workbench: Workbench) -> APIRouter:
     @router.get("/api/sheets/{sheet_id}/summary")
     async def summary(sheet_id: str) -> SummaryView:
         sheet = w.wb.get_sheet(sheet_id)
-        result = summarize(w.wb.store, sheet.run_id) if sheet.run_id else None
+        result = await w.summary(sheet.run_id) if sheet.run_id else None
         return SummaryView(sheet_id=sheet_id, result=result)
 
     @router.get("/sheets/{sheet_id}/vote", response_class=HTMLResponse, include_in_schema=False)
