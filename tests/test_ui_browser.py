@@ -45,8 +45,6 @@ QUESTIONS = [
     ("What is the capital of Japan?", "Tokyo", "geography"),
     ("What do bees make?", "honey", "science"),
     ("What is 3 times 3?", "9", "math"),
-    ("What is frozen water called?", "ice", "science"),
-    ("What is the capital of Spain?", "Madrid", "geography"),
 ]
 
 PAYLOADS = [
