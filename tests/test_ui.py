@@ -94,6 +94,11 @@ def _api_checks(tmp_path: Path, base: str) -> None:
         assert odd["total_rows"] == 15
         disagree = client.get(f"/api/sheets/{sid}/grid", params={"disagree": "true"}).json()
         assert disagree["total_rows"] == 15  # column:good and column:bad differ on odd rows
+        ranked = client.get(f"/api/sheets/{sid}/grid", params={"sort": "-column:bad"}).json()
+        scores = [r["cells"][1]["score"] for r in ranked["rows"]]
+        assert scores == sorted(scores, reverse=True) and scores[0] != scores[-1]
+        worst = client.get(f"/api/sheets/{sid}/grid", params={"sort": "column:bad"}).json()
+        assert worst["rows"][0]["cells"][1]["score"] == min(scores)
         found = client.get(f"/api/sheets/{sid}/grid", params={"search": "q17"}).json()
         assert [r["row_id"] for r in found["rows"]] == ["17"]
 
@@ -223,3 +228,45 @@ def test_killed_server_resumes_without_recomputing(tmp_path: Path) -> None:
     with sqlite3.connect(db) as con:
         assert con.execute("SELECT count(*) FROM generations").fetchone()[0] == 20
         assert con.execute("SELECT count(DISTINCT id) FROM runs").fetchone()[0] == 1
+
+
+@pytest.mark.network
+def test_mounts_under_a_prefix_on_another_app(tmp_path: Path) -> None:
+    """How ``llmpick serve --ui`` mounts it: the gateway's app, the workbench under /ui."""
+    import threading
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from llmpick.context import Context
+    from llmpick.ui import Workbench, mount_workbench
+
+    app = FastAPI()
+
+    @app.get("/health")
+    async def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    mount_workbench(app, Workbench(Context(), tmp_path / "llmpick.db", prefix="/ui"))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            assert client.get("/health").json() == {"status": "ok"}
+            page = client.get("/ui/")
+            assert page.status_code == 200 and 'href="/ui/static/workbench.css"' in page.text
+            assert client.get("/ui/static/workbench.js").status_code == 200
+            assert client.get("/ui/static/..%2Fapp.py").status_code == 404
+            token = {"x-csrf-token": client.cookies["llmpick_csrf"]}
+            made = client.post("/ui/api/sheets?filename=a.jsonl", content=b'{"prompt": "hi"}\n',
+                               headers=token)  # fmt: skip
+            assert made.status_code == 200 and made.json()["n_rows"] == 1
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -154,9 +154,13 @@ def _voter(request: Request) -> str:
 
 def _grid_filter(
     category: str | None = None, failed: bool = False, search: str | None = None,
-    disagree: bool = False,
+    disagree: bool = False, sort: str | None = None,
 ) -> GridFilter:  # fmt: skip
-    return GridFilter(category=category, failed=failed, search=search, disagree=disagree)
+    """``sort``: ``MODEL`` (score ascending) or ``-MODEL`` (descending)."""
+    descending = bool(sort and sort.startswith("-"))
+    model = sort[1:] if sort and descending else sort
+    return GridFilter(category=category, failed=failed, search=search, disagree=disagree,
+                      sort_model=model, descending=descending)  # fmt: skip
 
 
 def workbench_router(workbench: Workbench) -> APIRouter:

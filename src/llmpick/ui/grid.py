@@ -32,11 +32,16 @@ class GridFilter:
         failed: bool = False,
         search: str | None = None,
         disagree: bool = False,
+        sort_model: str | None = None,
+        descending: bool = False,
     ) -> None:
         self.category = category or None
         self.failed = failed
         self.search = search or None
         self.disagree = disagree
+        #: order rows by this model's score on the first scorer (else dataset order)
+        self.sort_model = sort_model or None
+        self.descending = descending
 
 
 def _like(text: str) -> str:
@@ -93,10 +98,20 @@ def grid_page(
     primary = _primary(wb.store, run_id)
     where, args = _where(run_id, primary, f)
     total = int(db.execute(f"SELECT count(*) FROM run_rows r WHERE {where}", args).fetchone()[0])
+    order, order_args = "r.row_index", []
+    if f.sort_model and primary:
+        # rows without a score sort last either way; ties keep dataset order
+        score = (
+            "(SELECT s.value FROM cells c JOIN scores s ON s.cell_id = c.id"
+            " WHERE c.run_id = r.run_id AND c.row_id = r.row_id AND c.model = ?"
+            " AND c.repeat = 0 AND s.scorer_key = ?)"
+        )
+        order = f"{score} IS NULL, {score} {'DESC' if f.descending else 'ASC'}, r.row_index"
+        order_args = [f.sort_model, primary, f.sort_model, primary]
     rows = db.execute(
         "SELECT r.row_id, r.row_index, r.category, r.expected, r.messages FROM run_rows r"
-        f" WHERE {where} ORDER BY r.row_index LIMIT ? OFFSET ?",
-        [*args, limit, offset],
+        f" WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+        [*args, *order_args, limit, offset],
     ).fetchall()
     row_ids = [r["row_id"] for r in rows]
     cells = _cells(wb.store, run_id, row_ids, primary)

@@ -72,6 +72,7 @@ function filterQuery() {
   if (form.elements.failed.checked) params.set("failed", "true");
   if (form.elements.disagree.checked) params.set("disagree", "true");
   if (form.elements.search.value) params.set("search", form.elements.search.value);
+  if (form.elements.sort.value) params.set("sort", form.elements.sort.value);
   return params.toString();
 }
 
