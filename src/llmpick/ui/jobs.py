@@ -30,7 +30,7 @@ class Jobs:
     """The running jobs of one workbench (one per sheet at most)."""
 
     def __init__(self, context: Any, db_path: Path) -> None:
-        self.context = context
+        self.context = SharingContext(context)
         self.db_path = db_path
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.failures: dict[str, str] = {}
@@ -78,24 +78,20 @@ class Jobs:
         """Ask the judge to compare every two model columns (both orders), keep the verdicts."""
         backend = self.context.open_backend(judge_model)
         lock = asyncio.Lock()
-        try:
-            with open_store(self.db_path) as store:
-                judge = CachedJudge(backend, store, lambda: lock)
-                wb = WorkbenchStore(store)
-                run_id = wb.current_run(sheet.id)
-                outputs: dict[str, dict[str, str]] = {}
-                for cell in store.get_cells(run_id or ""):
-                    if cell.output is not None and cell.error is None and cell.repeat == 0:
-                        outputs.setdefault(cell.model, {})[cell.row_id] = cell.output
-                questions = {row.id: row.prompt for row in dataset.rows}
-                # the judge gets the sheet's token budget: its reasoning and the verdict
-                result = await pairwise_compare(
-                    judge, questions, outputs, max_tokens=sheet.settings.max_tokens
-                )
-                wb.set_pairwise(sheet.id, [v.model_dump() for v in result.verdicts])
-        finally:
-            with contextlib.suppress(Exception):
-                await backend.aclose()
+        with open_store(self.db_path) as store:
+            judge = CachedJudge(backend, store, lambda: lock)
+            wb = WorkbenchStore(store)
+            run_id = wb.current_run(sheet.id)
+            outputs: dict[str, dict[str, str]] = {}
+            for cell in store.get_cells(run_id or ""):
+                if cell.output is not None and cell.error is None and cell.repeat == 0:
+                    outputs.setdefault(cell.model, {})[cell.row_id] = cell.output
+            questions = {row.id: row.prompt for row in dataset.rows}
+            # the judge gets the sheet's token budget: its reasoning and the verdict
+            result = await pairwise_compare(
+                judge, questions, outputs, max_tokens=sheet.settings.max_tokens
+            )
+            wb.set_pairwise(sheet.id, [v.model_dump() for v in result.verdicts])
 
     async def stop(self, sheet_id: str) -> None:
         """Stop the sheet's job; finished cells stay, the run is marked interrupted."""
@@ -106,9 +102,10 @@ class Jobs:
                 await task
 
     async def aclose(self) -> None:
-        """Stop every job (server shutdown)."""
+        """Stop every job (server shutdown) and close the models."""
         for sheet_id in list(self.tasks):
             await self.stop(sheet_id)
+        await self.context.aclose()
 
     def progress(self, wb: WorkbenchStore, sheet: SheetInfo) -> Progress:
         """Cells done out of the cells the sheet's columns need."""
@@ -152,3 +149,53 @@ class Jobs:
 
         row = wb.db.execute("SELECT models FROM runs WHERE id = ?", (run_id,)).fetchone()
         return [m["name"] for m in json.loads(row[0])] if row else []
+
+
+class _Shared:
+    """A backend kept open across the sheet's runs: the runner's ``aclose`` is a no-op."""
+
+    def __init__(self, backend: Any) -> None:
+        self._backend = backend
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._backend, name)
+
+    async def aclose(self) -> None:
+        """Kept open: :meth:`SharingContext.aclose` closes it with the workbench."""
+
+
+class SharingContext:
+    """A :class:`llmpick.context.Context` that opens each model once for all runs.
+
+    Adding a column restarts the run with every column; without this, each
+    restart would load every model again. (The model pool of ``backends/``
+    is the general form of this; the workbench keeps its own until the runner
+    takes models from the pool.)
+    """
+
+    def __init__(self, context: Any) -> None:
+        self.context = context
+        self.settings = context.settings
+        self._open: dict[str, _Shared] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.context, name)
+
+    def resolve(self, spec: str) -> Any:
+        """Resolve a model spec (unchanged)."""
+        return self.context.resolve(spec)
+
+    def open_backend(self, spec: Any) -> Any:
+        """Open the model once; later runs get the same backend."""
+        resolved = self.context.resolve(spec) if isinstance(spec, str) else spec
+        key = resolved.model_dump_json()
+        if key not in self._open:
+            self._open[key] = _Shared(self.context.open_backend(resolved))
+        return self._open[key]
+
+    async def aclose(self) -> None:
+        """Close every model opened."""
+        for shared in self._open.values():
+            with contextlib.suppress(Exception):
+                await shared._backend.aclose()
+        self._open.clear()
