@@ -276,3 +276,41 @@ def test_mounts_under_a_prefix_on_another_app(tmp_path: Path) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@pytest.mark.network
+def test_with_keys_every_route_needs_a_login(tmp_path: Path) -> None:
+    """``key_check`` is the seam the gateway's keys plug into (a dict stands in for them)."""
+    import threading
+
+    import uvicorn
+
+    from llmpick.context import Context
+    from llmpick.ui import create_ui_app
+
+    keys = {"sk-good": "ann"}
+    app = create_ui_app(Context(), tmp_path / "llmpick.db", key_check=keys.get)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            time.sleep(0.05)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            assert client.get("/").headers["location"] == "/login"
+            assert client.get("/api/sheets/x").status_code == 401
+            assert client.get("/login").status_code == 200
+            token = {"x-csrf-token": client.cookies["llmpick_csrf"]}
+            assert client.post("/api/login", content=b"sk-bad", headers=token).status_code == 401
+            assert (
+                client.post("/api/login", content=b"sk-good", headers=token).json()["user"] == "ann"
+            )
+            assert client.get("/").status_code == 200
+            bearer = httpx.get(
+                f"http://127.0.0.1:{port}/", headers={"authorization": "Bearer sk-good"}
+            )
+            assert bearer.status_code == 200
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

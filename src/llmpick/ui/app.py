@@ -345,6 +345,8 @@ def _login(w: Workbench) -> Any:
         key = key or request.cookies.get("llmpick_key")
         user = w.key_check(key) if key else None
         if user is None:
+            if request.method == "GET" and "/api/" not in request.url.path:
+                raise HTTPException(303, "log in", headers={"location": f"{w.prefix}/login"})
             raise HTTPException(401, "log in with an API key")
         request.state.llmpick_user = user
 
@@ -359,8 +361,32 @@ def _error_handlers(app: FastAPI) -> None:
         )
 
 
+def login_router(workbench: Workbench) -> APIRouter:
+    """``/login``: a key typed in the page becomes an HttpOnly, SameSite=Strict cookie."""
+    w = workbench
+    router = APIRouter()
+
+    @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login_page(request: Request) -> HTMLResponse:
+        return w.render(request, "login.html")
+
+    @router.post("/api/login", dependencies=[Depends(require_csrf)], include_in_schema=False)
+    async def login(request: Request) -> JSONResponse:
+        key = (await request.body()).decode("utf-8", "replace").strip()
+        user = w.key_check(key) if w.key_check is not None and key else None
+        if user is None:
+            raise HTTPException(401, "that key is not valid")
+        response = JSONResponse({"schema_version": SCHEMA_VERSION, "user": user})
+        response.set_cookie("llmpick_key", key, httponly=True, samesite="strict", path="/")
+        return response
+
+    return router
+
+
 def mount_workbench(app: FastAPI, workbench: Workbench) -> None:
     """Add the workbench's routes to ``app`` under ``workbench.prefix``."""
+    if workbench.key_check is not None:
+        app.include_router(login_router(workbench), prefix=workbench.prefix)
     app.include_router(workbench_router(workbench), prefix=workbench.prefix)
     _error_handlers(app)
 

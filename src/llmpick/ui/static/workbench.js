@@ -288,8 +288,19 @@ function initVote() {
   });
 }
 
+function initLogin() {
+  document.getElementById("login-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await api("/api/login", { method: "POST", body: event.target.elements.key.value });
+      window.location.href = BASE + "/";
+    } catch (error) { toast(error.message); }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   const page = document.body.dataset.page;
+  if (page === "login") initLogin();
   if (page === "index") initIndex();
   if (page === "sheet") initSheet();
   if (page === "vote") initVote();
