@@ -188,7 +188,7 @@ def test_killed_server_resumes_without_recomputing(tmp_path: Path) -> None:
     db = tmp_path / "llmpick.db"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    rows = [{"prompt": f"Count from {i} to {i + 5}."} for i in range(20)]
+    rows = [{"prompt": f"Count from {i} to {i + 5}."} for i in range(12)]
     body = _csv(tmp_path / "count.csv", rows)
     process = start_ui(db, port, tmp_path)
     try:
@@ -198,7 +198,7 @@ def test_killed_server_resumes_without_recomputing(tmp_path: Path) -> None:
             sid = client.post("/api/sheets?filename=count.csv", content=body, headers=ok).json()[
                 "id"
             ]
-            client.post(f"/api/sheets/{sid}/settings", json={"max_tokens": 12}, headers=ok)
+            client.post(f"/api/sheets/{sid}/settings", json={"max_tokens": 8}, headers=ok)
             column = {"kind": "model", "spec": "smollm2-135m-instruct"}
             client.post(f"/api/sheets/{sid}/columns", json=column, headers=ok)
             deadline = time.monotonic() + 120
@@ -206,7 +206,7 @@ def test_killed_server_resumes_without_recomputing(tmp_path: Path) -> None:
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
             stopped = client.post(f"/api/sheets/{sid}/stop", headers=ok).json()
-            assert stopped["state"] == "stopped" and stopped["done"] < 20
+            assert stopped["state"] == "stopped" and stopped["done"] < 12
             client.post(f"/api/sheets/{sid}/run", headers=ok)  # resume in the same server
             while client.get(f"/api/sheets/{sid}/progress").json()["done"] < stopped["done"] + 2:
                 assert time.monotonic() < deadline
@@ -215,7 +215,7 @@ def test_killed_server_resumes_without_recomputing(tmp_path: Path) -> None:
     finally:
         stop_ui(process, hard=True)  # kill -9 mid-run
     before = _cells(db)
-    assert 4 <= len(before) < 20
+    assert 4 <= len(before) < 12
     process = start_ui(db, port, tmp_path)
     try:
         with httpx.Client(base_url=base, timeout=30) as client:
@@ -229,10 +229,10 @@ def test_killed_server_resumes_without_recomputing(tmp_path: Path) -> None:
     finally:
         stop_ui(process)
     after = _cells(db)
-    assert len(after) == 20
+    assert len(after) == 12
     assert all(after[row] == before[row] for row in before)  # finished cells untouched
     with sqlite3.connect(db) as con:
-        assert con.execute("SELECT count(*) FROM generations").fetchone()[0] == 20
+        assert con.execute("SELECT count(*) FROM generations").fetchone()[0] == 12
         assert con.execute("SELECT count(DISTINCT id) FROM runs").fetchone()[0] == 1
 
 
