@@ -103,7 +103,7 @@ async def one(client: httpx.AsyncClient, url: str, model: str) -> float:
 async def sequential(targets: dict[str, tuple[str, str]], n: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {name: [] for name in targets}
     async with httpx.AsyncClient(timeout=120) as client:
-        for name, (url, model) in targets.items():  # warm-up
+        for url, model in targets.values():  # warm-up
             await one(client, url, model)
         for _ in range(n):
             for name, (url, model) in targets.items():

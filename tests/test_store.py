@@ -51,6 +51,7 @@ EXPECTED_SCHEMA = {
         "revoked_at",
     ],
     "key_usage": ["key_id", "minute", "requests", "prompt_tokens", "completion_tokens"],
+    # quantization sweeps (migration _m008, owned by llmpick.quant.store)
     "quant_runs": [
         "id", "created_at", "model", "catalog_id", "source_sha256", "dataset", "dataset_sha256",
         "eval_run_id", "scorer", "kld_threshold", "choice", "result",
@@ -59,6 +60,16 @@ EXPECTED_SCHEMA = {
         "run_id", "variant", "is_reference", "sha256", "size_bytes", "bits_per_weight",
         "kld_mean", "kld_p99", "same_top_token", "delta_ppl", "quality_mean", "quality_diff",
         "quality_p_value", "peak_memory_bytes", "decode_tokens_per_second",
+    ],
+    # the workbench's tables (_m007_workbench, owned by llmpick.ui)
+    "workbench_sheets": [
+        "id", "created_at", "name", "records", "mapping", "template", "params", "run_id",
+        "pairwise",
+    ],
+    "workbench_columns": ["sheet_id", "position", "kind", "spec", "created_at"],
+    "workbench_votes": [
+        "id", "sheet_id", "run_id", "row_id", "model_left", "model_right", "voter", "shown_at",
+        "verdict", "voted_at",
     ],
 }  # fmt: skip
 

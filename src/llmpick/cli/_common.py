@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 from enum import Enum
 from pathlib import Path
@@ -13,6 +11,7 @@ import typer
 from rich.console import Console
 
 from llmpick.context import Context
+from llmpick.evaluate.results import rows_to_csv as rows_to_csv
 
 console = Console()
 err_console = Console(stderr=True)
@@ -59,17 +58,6 @@ def get_context(ctx: typer.Context) -> Context:
 def print_json(data: Any) -> None:
     """Print one JSON document to stdout, unstyled."""
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-
-
-def rows_to_csv(rows: list[dict[str, Any]]) -> str:
-    """Rows of dicts as CSV text (columns from the first row)."""
-    if not rows:
-        return ""
-    out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return out.getvalue()
 
 
 def rows_to_markdown(rows: list[dict[str, Any]]) -> str:

@@ -9,6 +9,8 @@ rows). :func:`cell_rows` and :func:`side_by_side` give the per-cell views of
 
 from __future__ import annotations
 
+import csv
+import io
 import math
 import statistics
 from collections import defaultdict
@@ -27,6 +29,7 @@ __all__ = [
     "ScoreSummary",
     "cell_rows",
     "primary_row_means",
+    "rows_to_csv",
     "side_by_side",
     "summarize",
 ]
@@ -341,3 +344,16 @@ def primary_row_means(store: Store, run_id: str) -> dict[str, dict[str, float]]:
     primary = _primary(run, scores)
     main = {s.cell_id: s.value for s in scores if s.scorer_key == primary and s.value is not None}
     return {m["name"]: _row_means(cells, main, m["name"]) for m in run.models}
+def rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    """Rows of dicts as CSV text (columns from the first row): ``llmpick results --format csv``.
+
+    The workbench's CSV export calls the same function on the same
+    :func:`side_by_side` table, so both give identical files for a run.
+    """
+    if not rows:
+        return ""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]), extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()

@@ -21,6 +21,9 @@ Tables:
   its text (written by ``llmpick.serve.requestlog``).
 - ``api_keys``, ``key_usage``: the gateway's API keys (a SHA-256 of each key, never
   the key) and per-key usage counters by minute (written by ``llmpick.serve.keys``).
+- ``workbench_sheets``, ``workbench_columns``, ``workbench_votes``: the workbench
+  (``llmpick ui``): uploaded data and its column mapping, the model/scorer/judge
+  columns added in the page, and blind votes (who, when, which pair, order shown).
 - ``quant_runs``, ``quant_variants``: ``llmpick quant`` results, one row per
   sweep and per variant (written by ``llmpick.quant.store``).
 """
@@ -239,6 +242,60 @@ def _m006_keys_and_usage(db: sqlite3.Connection) -> None:
         )
         """
     )
+
+
+def _m007_workbench(db: sqlite3.Connection) -> None:
+    # a sheet keeps its uploaded records (so it needs no file) and the run that
+    # holds its cells; columns are what the page added, in order
+    db.execute(
+        """
+        CREATE TABLE workbench_sheets (
+            id TEXT PRIMARY KEY,
+            created_at TEXT NOT NULL,
+            name TEXT NOT NULL,
+            records TEXT NOT NULL,
+            mapping TEXT NOT NULL,
+            template TEXT,
+            params TEXT NOT NULL,
+            run_id TEXT REFERENCES runs(id) ON DELETE SET NULL,
+            pairwise TEXT
+        )
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE workbench_columns (
+            sheet_id TEXT NOT NULL REFERENCES workbench_sheets(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            kind TEXT NOT NULL,
+            spec TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            PRIMARY KEY (sheet_id, position),
+            UNIQUE (sheet_id, kind, spec)
+        )
+        """
+    )
+    # a vote row is written when the pair is shown (order included) and
+    # completed when the person answers; verdict: left, right, tie, both_bad
+    db.execute(
+        """
+        CREATE TABLE workbench_votes (
+            id TEXT PRIMARY KEY,
+            sheet_id TEXT NOT NULL REFERENCES workbench_sheets(id) ON DELETE CASCADE,
+            run_id TEXT NOT NULL,
+            row_id TEXT NOT NULL,
+            model_left TEXT NOT NULL,
+            model_right TEXT NOT NULL,
+            voter TEXT NOT NULL,
+            shown_at TEXT NOT NULL,
+            verdict TEXT,
+            voted_at TEXT
+        )
+        """
+    )
+    db.execute("CREATE INDEX workbench_votes_by_sheet ON workbench_votes (sheet_id, verdict)")
+
+
 def _m008_quant(db: sqlite3.Connection) -> None:
     # quant tables (owned by llmpick.quant, see quant/store.py); IF NOT EXISTS because
     # the migrations of other branches are numbered in before this one when they merge
@@ -294,6 +351,7 @@ MIGRATIONS: list[Migration] = [
     _m004_bench,
     _m005_serve_requests,
     _m006_keys_and_usage,
+    _m007_workbench,
     _m008_quant,
 ]
 

@@ -34,6 +34,7 @@ __all__ = [
     "bradley_terry",
     "pairwise_compare",
     "parse_verdict",
+    "rank_verdicts",
 ]
 
 _SYSTEM = "You are an impartial judge comparing two AI assistant responses."
@@ -168,19 +169,35 @@ async def pairwise_compare(
     ]
     verdicts = list(await asyncio.gather(*jobs))
     pairs = [_pair_outcome(a, b, verdicts) for a, b in itertools.combinations(models, 2)]
+    strengths, ci95, ranking = rank_verdicts(models, verdicts, n_boot, seed)
+    return PairwiseResult(
+        models=models,
+        pairs=pairs,
+        strengths=strengths,
+        ci95=ci95,
+        ranking=ranking,
+        n_rows=len({v.row_id for v in verdicts}),
+        judge_calls=2 * len(verdicts),
+        verdicts=verdicts,
+    )
+
+
+def rank_verdicts(
+    models: list[str], verdicts: list[RowVerdict], n_boot: int = 1000, seed: int = 0
+) -> tuple[dict[str, float], dict[str, tuple[float, float]], list[str]]:
+    """Bradley–Terry strengths, 95% bootstrap intervals (over rows) and the ranking.
+
+    Used for the judge's verdicts and for people's blind votes in the workbench
+    (there each vote is its own row). An interval is NaN with fewer than 2 rows.
+    """
     row_ids = sorted({v.row_id for v in verdicts})
     per_row = _row_matrices(models, row_ids, verdicts)
     strengths = bradley_terry(per_row.sum(axis=0)) if models else np.zeros(0)
     low, high = _bootstrap(per_row, n_boot, seed)
-    return PairwiseResult(
-        models=models,
-        pairs=pairs,
-        strengths={m: float(s) for m, s in zip(models, strengths, strict=True)},
-        ci95={m: (float(lo), float(hi)) for m, lo, hi in zip(models, low, high, strict=True)},
-        ranking=[models[i] for i in np.argsort(-strengths, kind="stable")],
-        n_rows=len(row_ids),
-        judge_calls=2 * len(verdicts),
-        verdicts=verdicts,
+    return (
+        {m: float(s) for m, s in zip(models, strengths, strict=True)},
+        {m: (float(lo), float(hi)) for m, lo, hi in zip(models, low, high, strict=True)},
+        [models[i] for i in np.argsort(-strengths, kind="stable")],
     )
 
 

@@ -1,0 +1,414 @@
+"""The workbench web app: routes, pages and JSON API, mountable on the gateway.
+
+``create_ui_app()`` is the standalone app of ``llmpick ui``;
+``mount_workbench(app, workbench)`` adds the same routes to another FastAPI
+app (``llmpick serve --ui`` mounts it under ``/ui``). Pages are rendered by
+Jinja2 with autoescape on; the page's JavaScript writes untrusted text only
+through ``textContent``. Every JSON answer has ``schema_version``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import tempfile
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from llmpick.backends.bundled import BUNDLED_MODELS
+from llmpick.errors import LlmpickError
+from llmpick.evaluate.dataset import read_records
+from llmpick.evaluate.results import (
+    EvalResult,
+    cell_rows,
+    rows_to_csv,
+    side_by_side,
+    summarize,
+)
+from llmpick.store import DEFAULT_DB, Store, open_store
+from llmpick.ui.grid import GridFilter, grid_page
+from llmpick.ui.jobs import Jobs
+from llmpick.ui.models import (
+    SCHEMA_VERSION,
+    AddColumn,
+    HumanRanking,
+    Progress,
+    SheetInfo,
+    SheetSettings,
+    SummaryView,
+    VoteCast,
+    VoteResult,
+    VoteTask,
+)
+from llmpick.ui.security import KeyCheck, csrf_token, require_csrf
+from llmpick.ui.sheets import WorkbenchStore
+from llmpick.ui.votes import cast_vote, human_ranking, next_vote
+
+__all__ = ["Workbench", "create_ui_app", "mount_workbench", "workbench_router"]
+
+#: largest upload accepted, in bytes
+MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+_STATIC = Path(__file__).parent / "static"
+_STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
+_PAGE_ROWS = 50
+
+
+class Workbench:
+    """What the workbench's routes share: the store, the jobs, the templates."""
+
+    def __init__(
+        self,
+        context: Any,
+        db_path: Path | str = DEFAULT_DB,
+        prefix: str = "",
+        key_check: KeyCheck | None = None,
+    ) -> None:
+        self.context = context
+        self.db_path = Path(db_path)
+        self.prefix = prefix.rstrip("/")
+        self.key_check = key_check
+        self.jobs = Jobs(context, self.db_path)
+        self._store: Store | None = None
+        self.rng = random.Random()
+        self._summaries: dict[tuple[str, int, int], EvalResult] = {}
+        self._summary_lock = asyncio.Lock()
+        self.templates = Environment(
+            loader=PackageLoader("llmpick.ui", "templates"),
+            autoescape=select_autoescape(default=True, default_for_string=True),
+        )
+
+    @property
+    def wb(self) -> WorkbenchStore:
+        """The store, opened on first use (in the event loop's thread, which uses it)."""
+        if self._store is None:
+            self._store = open_store(self.db_path)
+        return WorkbenchStore(self._store)
+
+    async def aclose(self) -> None:
+        """Stop running jobs (they resume from the store next time) and close the store."""
+        await self.jobs.aclose()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    async def summary(self, run_id: str) -> EvalResult:
+        """The run's summary: the one stored when it finished, else computed (in a thread).
+
+        A live summary is cached per (cells, scores) count, so polling while a
+        run fills recomputes it only when something changed.
+        """
+        row = self.wb.db.execute(
+            "SELECT status, summary, (SELECT count(*) FROM cells WHERE run_id = :id),"
+            " (SELECT count(*) FROM scores s JOIN cells c ON c.id = s.cell_id"
+            "  WHERE c.run_id = :id) FROM runs WHERE id = :id",
+            {"id": run_id},
+        ).fetchone()
+        if row is not None and row[0] in ("finished", "incomplete") and row[1]:
+            return EvalResult.model_validate(json.loads(row[1]))
+        key = (run_id, row[2] if row else 0, row[3] if row else 0)
+        async with self._summary_lock:  # one computation at a time, however often polled
+            if key not in self._summaries:
+                result = await asyncio.to_thread(_summarize, self.db_path, run_id)
+                self._summaries = {key: result}
+        return self._summaries[key]
+
+    def model_choices(self) -> list[str]:
+        """Models the page offers: bundled ones and those named in llmpick.yaml."""
+        configured = list(self.context.settings.config.models)
+        return list(BUNDLED_MODELS) + [n for n in configured if n not in BUNDLED_MODELS]
+
+    def render(self, request: Request, name: str, **values: Any) -> HTMLResponse:
+        """Render a page with the CSRF token, the base URL and the voter's name."""
+        response = HTMLResponse()
+        token = csrf_token(request, response)
+        html = self.templates.get_template(name).render(
+            base=self.prefix, csrf=token, schema_version=SCHEMA_VERSION, **values
+        )
+        response.body = response.render(html)
+        response.headers["content-length"] = str(len(response.body))
+        response.headers["content-security-policy"] = (
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+            " connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+        )
+        return response
+
+
+def _summarize(db_path: Path, run_id: str) -> EvalResult:
+    with open_store(db_path) as store:  # its own connection: this runs in a worker thread
+        return summarize(store, run_id)
+
+
+def _voter(request: Request) -> str:
+    return (
+        getattr(request.state, "llmpick_user", None)
+        or request.cookies.get("llmpick_voter", "local")[:80]
+    )
+
+
+def _grid_filter(
+    category: str | None = None, failed: bool = False, search: str | None = None,
+    disagree: bool = False, sort: str | None = None,
+) -> GridFilter:  # fmt: skip
+    """``sort``: ``MODEL`` (score ascending) or ``-MODEL`` (descending)."""
+    descending = bool(sort and sort.startswith("-"))
+    model = sort[1:] if sort and descending else sort
+    return GridFilter(category=category, failed=failed, search=search, disagree=disagree,
+                      sort_model=model, descending=descending)  # fmt: skip
+
+
+def workbench_router(workbench: Workbench) -> APIRouter:
+    """All of the workbench's routes, for ``app.include_router(router, prefix=...)``."""
+    w = workbench
+    csrf = [Depends(require_csrf)]
+    router = APIRouter(dependencies=[Depends(_login(w))])
+
+    @router.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def index(request: Request) -> HTMLResponse:
+        return w.render(request, "index.html", sheets=w.wb.list_sheets())
+
+    @router.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        path = _STATIC / name
+        if "/" in name or path.suffix not in _STATIC_TYPES or not path.is_file():
+            raise HTTPException(404, "not found")
+        return Response(path.read_bytes(), media_type=_STATIC_TYPES[path.suffix])
+
+    @router.post("/api/sheets", dependencies=csrf)
+    async def upload(request: Request, filename: str = Query(min_length=1)) -> SheetInfo:
+        body = await request.body()
+        if len(body) > MAX_UPLOAD_BYTES:
+            raise HTTPException(413, f"the file is larger than {MAX_UPLOAD_BYTES} bytes")
+        suffix = Path(filename).suffix.lower()
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"upload{suffix}"
+            path.write_bytes(body)
+            records = read_records(path)
+        settings = SheetSettings.model_validate(json.loads(request.headers.get("x-settings", "{}")))
+        sheet_id = w.wb.create_sheet(Path(filename).name, records, settings)
+        return w.wb.get_sheet(sheet_id)
+
+    @router.get("/sheets/{sheet_id}", response_class=HTMLResponse, include_in_schema=False)
+    async def sheet_page(request: Request, sheet_id: str) -> HTMLResponse:
+        sheet = w.wb.get_sheet(sheet_id)
+        page = grid_page(w.wb, sheet, 0, _PAGE_ROWS)
+        return w.render(
+            request,
+            "sheet.html",
+            sheet=sheet,
+            page=page,
+            progress=w.jobs.progress(w.wb, sheet),
+            models=w.model_choices(),
+            categories=_categories(w.wb, sheet),
+        )
+
+    @router.get("/api/sheets/{sheet_id}")
+    async def get_sheet(sheet_id: str) -> SheetInfo:
+        return w.wb.get_sheet(sheet_id)
+
+    @router.post("/api/sheets/{sheet_id}/settings", dependencies=csrf)
+    async def settings(sheet_id: str, body: SheetSettings) -> SheetInfo:
+        await w.jobs.stop(sheet_id)
+        w.wb.update_settings(sheet_id, body)
+        return w.wb.get_sheet(sheet_id)
+
+    @router.post("/api/sheets/{sheet_id}/columns", dependencies=csrf)
+    async def add_column(sheet_id: str, body: AddColumn) -> SheetInfo:
+        if body.kind == "model":
+            w.context.resolve(body.spec)  # an unknown model fails here, not in the job
+        elif body.kind == "scorer":
+            from llmpick.evaluate.scoring import parse_scorers
+
+            parse_scorers([body.spec])
+        await w.jobs.stop(sheet_id)
+        w.wb.add_column(sheet_id, body.kind, body.spec)
+        sheet = w.wb.get_sheet(sheet_id)
+        w.jobs.start(sheet, w.wb)
+        return sheet
+
+    @router.post("/api/sheets/{sheet_id}/run", dependencies=csrf)
+    async def run(sheet_id: str) -> Progress:
+        sheet = w.wb.get_sheet(sheet_id)
+        w.jobs.start(sheet, w.wb)
+        return w.jobs.progress(w.wb, sheet)
+
+    @router.post("/api/sheets/{sheet_id}/stop", dependencies=csrf)
+    async def stop(sheet_id: str) -> Progress:
+        await w.jobs.stop(sheet_id)
+        return w.jobs.progress(w.wb, w.wb.get_sheet(sheet_id))
+
+    @router.get("/api/sheets/{sheet_id}/progress")
+    async def progress(sheet_id: str) -> Progress:
+        return w.jobs.progress(w.wb, w.wb.get_sheet(sheet_id))
+
+    @router.get("/api/sheets/{sheet_id}/grid")
+    async def grid(
+        sheet_id: str,
+        f: Annotated[GridFilter, Depends(_grid_filter)],
+        offset: int = 0,
+        limit: int = _PAGE_ROWS,
+    ) -> Any:
+        return grid_page(w.wb, w.wb.get_sheet(sheet_id), offset, limit, f)
+
+    @router.get("/api/sheets/{sheet_id}/summary")
+    async def summary(sheet_id: str) -> SummaryView:
+        sheet = w.wb.get_sheet(sheet_id)
+        result = await w.summary(sheet.run_id) if sheet.run_id else None
+        return SummaryView(sheet_id=sheet_id, result=result)
+
+    @router.get("/sheets/{sheet_id}/vote", response_class=HTMLResponse, include_in_schema=False)
+    async def vote_page(request: Request, sheet_id: str) -> HTMLResponse:
+        sheet = w.wb.get_sheet(sheet_id)
+        return w.render(
+            request,
+            "vote.html",
+            sheet=sheet,
+            task=next_vote(w.wb, sheet, _voter(request), w.rng),
+            ranking=human_ranking(w.wb, sheet),
+        )
+
+    @router.post("/api/sheets/{sheet_id}/votes/next", dependencies=csrf)
+    async def vote_next(request: Request, sheet_id: str) -> VoteTask | None:
+        return next_vote(w.wb, w.wb.get_sheet(sheet_id), _voter(request), w.rng)
+
+    @router.post("/api/votes/{vote_id}", dependencies=csrf)
+    async def vote(request: Request, vote_id: str, body: VoteCast) -> VoteResult:
+        return cast_vote(w.wb, vote_id, body.verdict, _voter(request))
+
+    @router.get("/api/sheets/{sheet_id}/ranking")
+    async def ranking(sheet_id: str) -> HumanRanking:
+        return human_ranking(w.wb, w.wb.get_sheet(sheet_id))
+
+    @router.get("/sheets/{sheet_id}/export.csv", include_in_schema=False)
+    async def export_csv(sheet_id: str) -> PlainTextResponse:
+        run_id = _run_of(w.wb, sheet_id)
+        return PlainTextResponse(
+            rows_to_csv(side_by_side(w.wb.store, run_id)),
+            media_type="text/csv",
+            headers={"content-disposition": f'attachment; filename="{run_id}.csv"'},
+        )
+
+    @router.get("/sheets/{sheet_id}/export.jsonl", include_in_schema=False)
+    async def export_jsonl(sheet_id: str) -> PlainTextResponse:
+        run_id = _run_of(w.wb, sheet_id)
+        lines = [
+            json.dumps({"schema_version": SCHEMA_VERSION, "run_id": run_id, **cell},
+                       ensure_ascii=False)
+            for cell in cell_rows(w.wb.store, run_id)
+        ]  # fmt: skip
+        return PlainTextResponse(
+            "".join(line + "\n" for line in lines),
+            media_type="application/x-ndjson",
+            headers={"content-disposition": f'attachment; filename="{run_id}.jsonl"'},
+        )
+
+    return router
+
+
+def _run_of(wb: WorkbenchStore, sheet_id: str) -> str:
+    run_id = wb.get_sheet(sheet_id).run_id
+    if run_id is None:
+        raise HTTPException(409, "nothing to export yet: add a model column")
+    return run_id
+
+
+def _categories(wb: WorkbenchStore, sheet: SheetInfo) -> list[str]:
+    if sheet.run_id is None:
+        return []
+    return [
+        r[0]
+        for r in wb.db.execute(
+            "SELECT DISTINCT category FROM run_rows WHERE run_id = ? AND category IS NOT NULL"
+            " ORDER BY category",
+            (sheet.run_id,),
+        )
+    ]
+
+
+def _login(w: Workbench) -> Any:
+    """Require an API key on every route when keys are configured.
+
+    The key comes as ``Authorization: Bearer KEY`` or in the ``llmpick_key`` cookie.
+    """
+
+    async def check(request: Request) -> None:
+        if w.key_check is None:
+            return
+        header = request.headers.get("authorization", "")
+        key = header[7:] if header.lower().startswith("bearer ") else None
+        key = key or request.cookies.get("llmpick_key")
+        user = w.key_check(key) if key else None
+        if user is None:
+            if request.method == "GET" and "/api/" not in request.url.path:
+                raise HTTPException(303, "log in", headers={"location": f"{w.prefix}/login"})
+            raise HTTPException(401, "log in with an API key")
+        request.state.llmpick_user = user
+
+    return check
+
+
+def _error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LlmpickError)
+    async def library_error(request: Request, exc: LlmpickError) -> JSONResponse:
+        return JSONResponse(
+            {"schema_version": SCHEMA_VERSION, "error": exc.one_line()}, status_code=400
+        )
+
+
+def login_router(workbench: Workbench) -> APIRouter:
+    """``/login``: a key typed in the page becomes an HttpOnly, SameSite=Strict cookie."""
+    w = workbench
+    router = APIRouter()
+
+    @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login_page(request: Request) -> HTMLResponse:
+        return w.render(request, "login.html")
+
+    @router.post("/api/login", dependencies=[Depends(require_csrf)], include_in_schema=False)
+    async def login(request: Request) -> JSONResponse:
+        key = (await request.body()).decode("utf-8", "replace").strip()
+        user = w.key_check(key) if w.key_check is not None and key else None
+        if user is None:
+            raise HTTPException(401, "that key is not valid")
+        response = JSONResponse({"schema_version": SCHEMA_VERSION, "user": user})
+        response.set_cookie("llmpick_key", key, httponly=True, samesite="strict", path="/")
+        return response
+
+    return router
+
+
+def mount_workbench(app: FastAPI, workbench: Workbench) -> None:
+    """Add the workbench's routes to ``app`` under ``workbench.prefix``."""
+    if workbench.key_check is not None:
+        app.include_router(login_router(workbench), prefix=workbench.prefix)
+    app.include_router(workbench_router(workbench), prefix=workbench.prefix)
+    _error_handlers(app)
+
+
+def create_ui_app(
+    context: Any | None = None,
+    db_path: Path | str = DEFAULT_DB,
+    key_check: KeyCheck | None = None,
+) -> FastAPI:
+    """The standalone workbench app of ``llmpick ui``."""
+    if context is None:
+        from llmpick.context import Context
+
+        context = Context()
+    workbench = Workbench(context, db_path, key_check=key_check)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        await workbench.aclose()
+
+    app = FastAPI(title="llmpick workbench", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.workbench = workbench
+    mount_workbench(app, workbench)
+    return app
