@@ -33,7 +33,7 @@ import yaml
 from llmpick.backends.bundled import BUNDLED_MODELS
 from llmpick.config import default_cache_dir
 
-INSTANT_APP = r'''
+INSTANT_APP = r"""
 import json, time
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -60,7 +60,7 @@ async def chat(request: Request):
             {"index": 0, "delta": {}, "finish_reason": "stop"}], "usage": usage}
         yield "data: " + json.dumps(end) + "\n\ndata: [DONE]\n\n"
     return StreamingResponse(events(), media_type="text/event-stream")
-'''
+"""
 
 
 def free_port() -> int:
@@ -171,8 +171,22 @@ def main() -> None:
     procs = []
     try:
         p_instant, p_llama, p_gw = free_port(), free_port(), free_port()
-        procs.append(start([sys.executable, "-m", "uvicorn", "instant:app", "--port",
-                            str(p_instant), "--log-level", "warning"], p_instant, work))
+        procs.append(
+            start(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "instant:app",
+                    "--port",
+                    str(p_instant),
+                    "--log-level",
+                    "warning",
+                ],
+                p_instant,
+                work,
+            )
+        )
         model = BUNDLED_MODELS["smollm2-135m-instruct"].locate(default_cache_dir())
         procs.append(start([sys.executable, "-m", "llama_cpp.server", "--model", str(model),
                             "--port", str(p_llama), "--n_ctx", "2048", "--n_threads", "2",

@@ -344,6 +344,8 @@ def primary_row_means(store: Store, run_id: str) -> dict[str, dict[str, float]]:
     primary = _primary(run, scores)
     main = {s.cell_id: s.value for s in scores if s.scorer_key == primary and s.value is not None}
     return {m["name"]: _row_means(cells, main, m["name"]) for m in run.models}
+
+
 def rows_to_csv(rows: list[dict[str, Any]]) -> str:
     """Rows of dicts as CSV text (columns from the first row): ``llmpick results --format csv``.
 
