@@ -18,33 +18,18 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-import yaml
 
-from conftest import free_port, start_llama_server, wait_for_port
+from conftest import start_gateway, start_llama_server, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 
 def _start_gateway(workdir: Path, config: dict[str, object]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    (workdir / "llmpick.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmpick", "serve", "--port", str(port), "--db", "gw.db"],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    wait_for_port(proc, port, "llmpick serve", timeout=120)
-    return proc, f"http://127.0.0.1:{port}"
+    return start_gateway(workdir, config, "--db", "gw.db")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
 
 
 @pytest.fixture(scope="module")

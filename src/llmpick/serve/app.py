@@ -71,10 +71,13 @@ class _Collected:
 
 
 def _params(body: ChatCompletionRequest | CompletionRequest, gateway: Gateway) -> SamplingParams:
+    default = gateway.config.default_max_tokens
+    cap = gateway.policy.rules.max_output_tokens if gateway.policy is not None else None
+    # a request that names no max_tokens gets the default, within the cap (never a 400)
     return SamplingParams(
         temperature=1.0 if body.temperature is None else body.temperature,
         top_p=1.0 if body.top_p is None else body.top_p,
-        max_tokens=body.output_limit() or gateway.config.default_max_tokens,
+        max_tokens=body.output_limit() or min(default, cap or default),
         seed=body.seed,
         stop=body.stops(),
     )
