@@ -147,6 +147,16 @@ def start_gateway(
     return proc, f"http://127.0.0.1:{port}"
 
 
+def create_key(cwd: Path, name: str, *flags: str) -> str:
+    """``llmpick keys create --name NAME FLAGS`` in ``cwd``; the key it printed once."""
+    done = subprocess.run(
+        [sys.executable, "-m", "llmpick", "keys", "create", "--name", name, *flags],
+        cwd=cwd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
     """SIGTERM, then SIGKILL after ``timeout`` s; the exit status."""
     proc.terminate()

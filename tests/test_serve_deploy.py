@@ -16,8 +16,6 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,7 +25,7 @@ import openai
 import pytest
 import redis
 
-from conftest import start_gateway, start_llama_server, stop
+from conftest import create_key, start_gateway, start_llama_server, stop
 from llmpick.serve.keys import KeyStore
 from llmpick.serve.limits import Limiter
 from llmpick.store import open_store
@@ -38,13 +36,7 @@ BUDGET_RPM = 12
 
 
 def _keys_create(cwd: Path, redis_url: str, name: str, *flags: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "llmpick", "keys", "create", "--name", name, "--db", "admin.db",
-         "--redis", redis_url, *flags],
-        cwd=cwd, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return create_key(cwd, name, "--db", "admin.db", "--redis", redis_url, *flags)
 
 
 @pytest.fixture(scope="module")

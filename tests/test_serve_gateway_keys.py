@@ -29,7 +29,7 @@ import openai
 import pytest
 import redis
 
-from conftest import free_port, start_gateway, stop
+from conftest import create_key, free_port, start_gateway, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
@@ -45,9 +45,7 @@ def _llmpick(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def _create_key(cwd: Path, name: str, *flags: str) -> str:
-    done = _llmpick(cwd, "keys", "create", "--name", name, "--db", "gw.db", *flags)
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return create_key(cwd, name, "--db", "gw.db", *flags)
 
 
 @pytest.fixture(scope="module")
