@@ -133,3 +133,8 @@ def test_the_schema_states_the_configured_rules(gateway_url: str) -> None:
     answer = httpx.post(f"{gateway_url}/v1/chat/completions", json=body, timeout=60)
     assert answer.status_code == 200, answer.text
     assert 0 < answer.json()["usage"]["completion_tokens"] <= 4
+    # ignore_eos (what `llmpick bench` sends) is accepted and asks for exactly max_tokens
+    body = {"model": "local", "messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4,
+            "ignore_eos": True}  # fmt: skip
+    answer = httpx.post(f"{gateway_url}/v1/chat/completions", json=body, timeout=60)
+    assert answer.status_code == 200 and answer.json()["usage"]["completion_tokens"] == 4

@@ -88,6 +88,7 @@ def _params(body: ChatCompletionRequest | CompletionRequest, gateway: Gateway) -
         max_tokens=body.output_limit() or min(default, cap or default),
         seed=body.seed,
         stop=body.stops(),
+        ignore_eos=body.ignore_eos,
     )
 
 

@@ -85,6 +85,11 @@ class _Sampling(_Body):
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    ignore_eos: bool = Field(
+        False,
+        description="keep generating to max_tokens past end-of-sequence (the vLLM and"
+        " llama.cpp extension load generators send, `llmpick bench` among them)",
+    )
     metadata: dict[str, str] | None = Field(
         None, description="'category' picks the route's category explicitly"
     )
