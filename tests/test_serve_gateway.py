@@ -195,7 +195,10 @@ def test_eval_and_bench_through_the_gateway(gateway: str, tmp_path: Path) -> Non
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert bench.returncode == 0, bench.stderr
-    assert "time_to_first_token" in bench.stdout
+    points = json.loads(bench.stdout)["results"]
+    # bench asks for ignore_eos: the gateway must accept it (every request failed before)
+    assert [p["errors"] for p in points] == [0, 0], points
+    assert all(p["time_to_first_token_s"]["p50"] for p in points)
 
 
 def test_upstream_killed_mid_stream(tmp_path: Path, smollm2_path: Path) -> None:
