@@ -10,8 +10,10 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
+import yaml
 
 from llmpick.backends.bundled import BUNDLED_MODELS
 from llmpick.config import default_cache_dir
@@ -108,6 +110,61 @@ def llama_server(smollm2_path: Path) -> Iterator[str]:
         proc.wait(10)
     except subprocess.TimeoutExpired:
         proc.kill()
+
+
+def start_gateway(
+    workdir: Path,
+    config: dict[str, object] | None,
+    *args: str,
+    env: dict[str, str] | None = None,
+    capture: bool = False,
+) -> tuple[subprocess.Popen[bytes], str]:
+    """``llmpick serve`` in ``workdir`` (``config`` as its llmpick.yaml) on a free loopback port.
+
+    With ``capture`` its stdout and stderr go to ``gateway-PORT.out``/``.err`` in ``workdir``.
+    """
+    port = free_port()
+    if config is not None:
+        (workdir / "llmpick.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+    out: int | IO[bytes] = subprocess.DEVNULL
+    err: int | IO[bytes] = subprocess.DEVNULL
+    if capture:
+        out = (workdir / f"gateway-{port}.out").open("wb")
+        err = (workdir / f"gateway-{port}.err").open("wb")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llmpick", "serve", "--port", str(port), *args],
+            cwd=workdir,
+            stdout=out,
+            stderr=err,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
+    finally:
+        for handle in (out, err):
+            if not isinstance(handle, int):
+                handle.close()  # the child keeps its own descriptor
+    wait_for_port(proc, port, "llmpick serve", timeout=120)
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def create_key(cwd: Path, name: str, *flags: str) -> str:
+    """``llmpick keys create --name NAME FLAGS`` in ``cwd``; the key it printed once."""
+    done = subprocess.run(
+        [sys.executable, "-m", "llmpick", "keys", "create", "--name", name, *flags],
+        cwd=cwd, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> int:
+    """SIGTERM, then SIGKILL after ``timeout`` s; the exit status."""
+    proc.terminate()
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 def start_redis_server() -> tuple[subprocess.Popen[bytes], str]:

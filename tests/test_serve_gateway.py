@@ -18,33 +18,18 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-import yaml
 
-from conftest import free_port, start_llama_server, wait_for_port
+from conftest import start_gateway, start_llama_server, stop
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 
 def _start_gateway(workdir: Path, config: dict[str, object]) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    (workdir / "llmpick.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmpick", "serve", "--port", str(port), "--db", "gw.db"],
-        cwd=workdir,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    wait_for_port(proc, port, "llmpick serve", timeout=120)
-    return proc, f"http://127.0.0.1:{port}"
+    return start_gateway(workdir, config, "--db", "gw.db")
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    stop(proc)
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +195,10 @@ def test_eval_and_bench_through_the_gateway(gateway: str, tmp_path: Path) -> Non
         capture_output=True, text=True, env=env, timeout=300, cwd=tmp_path,
     )  # fmt: skip
     assert bench.returncode == 0, bench.stderr
-    assert "time_to_first_token" in bench.stdout
+    points = json.loads(bench.stdout)["results"]
+    # bench asks for ignore_eos: the gateway must accept it (every request failed before)
+    assert [p["errors"] for p in points] == [0, 0], points
+    assert all(p["time_to_first_token_s"]["p50"] for p in points)
 
 
 def test_upstream_killed_mid_stream(tmp_path: Path, smollm2_path: Path) -> None:

@@ -266,6 +266,10 @@ class Backend(ABC):
         """
         return 1 if self.is_local else None
 
+    def replica_states(self) -> list[BaseModel]:
+        """Each server's state when this backend stands for several (``/ready`` shows them)."""
+        return []
+
     async def aclose(self) -> None:  # noqa: B027 - optional hook
         """Release resources (threads, clients, model memory)."""
 

@@ -23,7 +23,7 @@ import asyncio
 import collections
 import contextlib
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
@@ -84,6 +84,8 @@ class ModelHealth(BaseModel):
     in_flight: int = 0
     queued: int = 0
     concurrency: int = 0
+    #: one entry per server when the model has several ``base_urls`` (ReplicaState)
+    replicas: list[dict[str, Any]] = Field(default_factory=list)
 
 
 class _Slots:
@@ -189,6 +191,7 @@ class PooledModel:
             in_flight=self.in_flight,
             queued=self.queued,
             concurrency=self.concurrency,
+            replicas=[r.model_dump() for r in self.backend.replica_states()],
         )
 
     async def check(self) -> ModelHealth:

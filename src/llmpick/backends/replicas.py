@@ -126,6 +126,10 @@ class ReplicaSet(Backend):
             for r in self._replicas
         ]
 
+    def replica_states(self) -> list[BaseModel]:
+        """:meth:`states`, for the pool's health."""
+        return list(self.states())
+
     def _choose(self, exclude: set[int]) -> int:
         now = self._clock()
         candidates = [
@@ -189,14 +193,16 @@ class ReplicaSet(Backend):
                 try:
                     async for chunk in stream:
                         streamed = streamed or bool(chunk.text or chunk.tokens)
+                        if chunk.final:
+                            # counted here: a caller may close the stream at its final chunk
+                            replica.failures = 0
+                            replica.served += 1
                         yield chunk
                 finally:
                     # close the replica's stream now, not when it is collected
                     close = getattr(stream, "aclose", None)
                     if close is not None:
                         await close()
-                replica.failures = 0
-                replica.served += 1
                 return
             except _NOT_REPLICA_FAULTS:
                 raise

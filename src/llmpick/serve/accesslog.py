@@ -5,7 +5,7 @@ counts and timings, and an HMAC-SHA256 of the prompt and of the output under a
 server secret. Equal prompts give equal digests, so they can be correlated, but a
 digest cannot be reversed by hashing guesses without the secret (a plain SHA-256
 of a short prompt can). Raw text is written only when ``log_text=True`` (the
-``--log-prompts`` opt-in).
+``--log-text`` opt-in of ``llmpick serve``).
 
 Lines are appended with one ``write`` on an ``O_APPEND`` descriptor, so several
 gateway processes can share one file without interleaving within a line.

@@ -35,6 +35,7 @@ from llmpick.serve.schemas import (
     ModelEntry,
     ModelList,
     UsageOut,
+    apply_rules,
 )
 from llmpick.serve.security import KeyPrincipal, install
 
@@ -51,6 +52,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (503, "model overloaded (queue full) or no healthy model"),
         (504, "the answer took longer than allowed"),
     ]
+}
+# a streamed answer (``stream: true``) is server-sent events, not JSON
+_STREAMED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "the answer (JSON), or with ``stream: true`` server-sent events",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
 }
 Kind = Literal["chat", "completions"]
 
@@ -71,12 +79,16 @@ class _Collected:
 
 
 def _params(body: ChatCompletionRequest | CompletionRequest, gateway: Gateway) -> SamplingParams:
+    default = gateway.config.default_max_tokens
+    cap = gateway.policy.rules.max_output_tokens if gateway.policy is not None else None
+    # a request that names no max_tokens gets the default, within the cap (never a 400)
     return SamplingParams(
         temperature=1.0 if body.temperature is None else body.temperature,
         top_p=1.0 if body.top_p is None else body.top_p,
-        max_tokens=body.output_limit() or gateway.config.default_max_tokens,
+        max_tokens=body.output_limit() or min(default, cap or default),
         seed=body.seed,
         stop=body.stops(),
+        ignore_eos=body.ignore_eos,
     )
 
 
@@ -281,7 +293,9 @@ async def _sse(
 def _openai_router() -> APIRouter:
     router = APIRouter(prefix="/v1", responses=_ERRORS)
 
-    @router.post("/chat/completions", response_model=ChatCompletion, tags=["openai"])
+    @router.post(
+        "/chat/completions", response_model=ChatCompletion, responses=_STREAMED, tags=["openai"]
+    )
     async def chat_completions(
         body: ChatCompletionRequest,
         request: Request,
@@ -309,7 +323,9 @@ def _openai_router() -> APIRouter:
         )
         return await _run(gateway, prepared, "chat")
 
-    @router.post("/completions", response_model=CompletionResponse, tags=["openai"])
+    @router.post(
+        "/completions", response_model=CompletionResponse, responses=_STREAMED, tags=["openai"]
+    )
     async def completions(
         body: CompletionRequest,
         request: Request,
@@ -408,4 +424,28 @@ def create_app(gateway: Gateway) -> FastAPI:
         install(app, gateway.policy)
     app.include_router(_openai_router())
     app.include_router(_ops_router())
+    _describe_what_is_accepted(app, gateway)
     return app
+
+
+def _describe_what_is_accepted(app: FastAPI, gateway: Gateway) -> None:
+    """``/openapi.json`` as the server behaves.
+
+    No 422 (invalid bodies are 400s), and the configured request rules
+    (:func:`llmpick.serve.schemas.apply_rules`).
+    """
+    default = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            doc = default()
+            for path in doc.get("paths", {}).values():
+                for operation in path.values():
+                    operation.get("responses", {}).pop("422", None)
+            for name in ("HTTPValidationError", "ValidationError"):
+                doc.get("components", {}).get("schemas", {}).pop(name, None)
+            if gateway.policy is not None:
+                apply_rules(doc, gateway.policy.rules)
+        return app.openapi_schema or default()
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -65,6 +65,8 @@ class Prepared(BaseModel):
 
     request_id: str
     endpoint: Literal["chat", "completions"]
+    #: the model or route the client named (what a key's model list is checked against)
+    requested: str
     started_at: float
     start_s: float
     principal: KeyPrincipal
@@ -122,9 +124,9 @@ class Gateway:
             model = await self.pool.open(spec)
             self.served.append(model.name)
         if self.routes is not None:
-            for name, spec in self.routes.specs.items():
+            for name, route_spec in self.routes.specs.items():
                 if name not in self.served:
-                    await self.pool.open(spec, name=name)
+                    await self.pool.open(route_spec, name=name)
                     self.served.append(name)
 
     async def aclose(self) -> None:
@@ -226,6 +228,7 @@ class Gateway:
         return Prepared(
             request_id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
             endpoint=endpoint,
+            requested=model,
             started_at=time.time(),
             start_s=start_s,
             principal=principal,
@@ -242,7 +245,7 @@ class Gateway:
         if self.policy is not None:
             await self.policy.admit(
                 prepared.principal,
-                prepared.decision.models[0],
+                prepared.requested,
                 prepared.prompt_tokens_estimate,
                 prepared.generation.params.max_tokens,
             )

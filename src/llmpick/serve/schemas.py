@@ -9,9 +9,12 @@ are accepted and ignored; anything unknown is refused with a 400 that names it.
 from __future__ import annotations
 
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from llmpick.serve.rules import RequestRules
 
 __all__ = [
     "ChatChoice",
@@ -29,9 +32,15 @@ __all__ = [
     "StreamOptions",
     "TextPart",
     "UsageOut",
+    "apply_rules",
 ]
 
 SCHEMA_VERSION = 1
+
+#: Text without the control characters the rules refuse (``rules._CONTROL``): stated in
+#: the schema only, so the rule's 400 (naming the character and offset) stays the check.
+TEXT_PATTERN = "^[^\\u0000-\\u0008\\u000e-\\u001b\\u007f-\\u0084\\u0086-\\u009f]*$"
+Text = Annotated[str, Field(json_schema_extra={"pattern": TEXT_PATTERN})]
 
 
 class _Body(BaseModel):
@@ -42,14 +51,14 @@ class TextPart(_Body):
     """One text part of a message's content (``[{"type": "text", "text": ...}]``)."""
 
     type: Literal["text"] = "text"
-    text: str
+    text: Text
 
 
 class ChatMessageIn(_Body):
     """A chat message as clients send it."""
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: str | list[TextPart]
+    content: Text | list[TextPart]
     name: str | None = None
 
     def text(self) -> str:
@@ -70,12 +79,17 @@ class _Sampling(_Body):
     max_tokens: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    stop: str | list[str] | None = None
+    stop: Text | list[Text] | None = None
     seed: int | None = None
     n: Literal[1] = Field(1, description="only one choice per request is generated")
     stream: bool = False
     stream_options: StreamOptions | None = None
     user: str | None = None
+    ignore_eos: bool = Field(
+        False,
+        description="keep generating to max_tokens past end-of-sequence (the vLLM and"
+        " llama.cpp extension load generators send, `llmpick bench` among them)",
+    )
     metadata: dict[str, str] | None = Field(
         None, description="'category' picks the route's category explicitly"
     )
@@ -101,7 +115,7 @@ class ChatCompletionRequest(_Sampling):
 class CompletionRequest(_Sampling):
     """``POST /v1/completions`` (a plain prompt)."""
 
-    prompt: str
+    prompt: Text
 
     def output_limit(self) -> int | None:
         """``max_tokens``."""
@@ -194,3 +208,29 @@ class ErrorResponse(BaseModel):
     """``{"error": {...}}``, the body of every error response."""
 
     error: ErrorBody
+
+
+def apply_rules(openapi: dict[str, Any], rules: RequestRules) -> dict[str, Any]:
+    """Write the configured request rules into ``/openapi.json`` (in place; returned).
+
+    The limits vary with the config, the pydantic models do not: counts of messages
+    and stop strings, stop length and the ``max_tokens`` cap are set here so the
+    schema says what this gateway accepts.
+    """
+    schemas = openapi.get("components", {}).get("schemas", {})
+    for name in ("ChatCompletionRequest", "CompletionRequest"):
+        props = schemas.get(name, {}).get("properties", {})
+        if "messages" in props:
+            props["messages"]["maxItems"] = rules.max_messages
+        for variant in props.get("stop", {}).get("anyOf", []):
+            if variant.get("type") == "string":
+                variant["maxLength"] = rules.max_stop_chars
+            elif variant.get("type") == "array":
+                variant["maxItems"] = rules.max_stop
+                variant["items"]["maxLength"] = rules.max_stop_chars
+        for field in ("max_tokens", "max_completion_tokens"):
+            if field in props and rules.max_output_tokens is not None:
+                for variant in props[field].get("anyOf", []):
+                    if variant.get("type") == "integer":
+                        variant["maximum"] = rules.max_output_tokens
+    return openapi

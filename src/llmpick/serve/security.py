@@ -170,7 +170,9 @@ class SecurityPolicy:
         if principal.key_id is None:
             return
         allowed = principal.allowed_models
-        if allowed and model not in allowed:
+        # ``model`` is the name the client asked for; a key allowed a route (``auto``)
+        # may also name one of its categories (``auto:code``)
+        if allowed and model not in allowed and model.partition(":")[0] not in allowed:
             raise RequestRejectedError(
                 403,
                 f"this key may not use '{model}'; it may use: {', '.join(allowed)}",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -57,9 +58,9 @@ def build_gateway(context: Context, config: GatewayConfig) -> Gateway:
     )
 
 
-def explain_routes(table: RouteTable) -> list[dict[str, object]]:
+def explain_routes(table: RouteTable) -> list[dict[str, Any]]:
     """One row per category: the model, its score and interval, the runner-up, why."""
-    rows: list[dict[str, object]] = []
+    rows: list[dict[str, Any]] = []
     for route in [*table.categories.values(), table.overall]:
         first = route.models[0] if route.models else None
         second = route.models[1] if len(route.models) > 1 else None
