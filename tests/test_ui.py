@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import random
 import sqlite3
 import time
@@ -120,6 +121,32 @@ def _api_checks(tmp_path: Path, base: str) -> None:
 
         lines = client.get(f"/sheets/{sid}/export.jsonl").text.splitlines()
         assert len(lines) == 60 and '"schema_version": 1' in lines[0]
+        _report_checks(client, sid)
+
+
+def _report_checks(client: httpx.Client, sid: str) -> None:
+    """The sheet's report: one self-contained HTML file, Markdown and JSON of the same state."""
+    doc = client.get(f"/sheets/{sid}/report.json")
+    report = doc.json()
+    assert report["schema_version"] == SCHEMA_VERSION and report["sheet"]["id"] == sid
+    assert report["summary"]["models"]["column:good"]["n"] == 30
+    assert report["human_ranking"]["votes"] == 1
+    exported = list(csv.DictReader(io.StringIO(client.get(f"/sheets/{sid}/export.csv").text)))
+    assert [(r["row_id"], r["column:bad"]) for r in report["table"]] == [
+        (r["row_id"], r["column:bad"]) for r in exported
+    ]  # the same table as the CSV export
+    sentence = report["summary"]["comparisons"][0]["sentence"]
+    page = client.get(f"/sheets/{sid}/report.html")
+    assert page.headers["content-type"].startswith("text/html")
+    assert "sandbox" in page.headers["content-security-policy"]
+    html = page.text
+    assert "<script" not in html and "<link" not in html and "src=" not in html  # self-contained
+    assert "column:good" in html and "[" in html and html.count("<tr>") >= 2 + 30
+    assert sentence in html.replace("&#39;", "'") and "Human ranking" in html
+    markdown = client.get(f"/sheets/{sid}/report.md").text
+    assert "| model | mean | 95% interval |" in markdown and sentence in markdown
+    assert markdown.count("\n| q") == 0 and "| 17 | q17 |" in markdown
+    assert client.get(f"/sheets/{sid}/report.pdf").status_code == 404
 
 
 def test_votes_rank_and_agree_with_the_judge(tmp_path: Path) -> None:

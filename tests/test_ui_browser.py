@@ -195,6 +195,12 @@ def test_workbench_end_to_end(server: str, browser: Any, workdir: Path) -> None:
     assert "[" in ranking.first.inner_text()  # a bootstrap interval
     assert "Cohen's kappa" in page.locator("#agreement").inner_text()
     page.screenshot(path=str(DOCS / "workbench-ranking.png"), full_page=True)
+
+    page.goto(f"{server}/sheets/{sheet}/report.html")  # the self-contained report
+    assert page.locator("#summary tbody tr").count() == 2
+    assert page.locator("#ranking tbody tr").count() == 2
+    assert page.locator("#cells tbody tr").count() == len(QUESTIONS)
+    page.screenshot(path=str(DOCS / "workbench-report.png"))
     assert errors == []
     page.close()
 
@@ -228,6 +234,13 @@ def test_untrusted_text_is_shown_as_text(server: str, browser: Any, workdir: Pat
     page.goto(f"{server}/sheets/{sheet}/vote")
     page.click("button.verdict[data-verdict=tie]")
     page.wait_for_function("document.getElementById('vote-reveal').textContent.length > 0")
+    assert page.evaluate("window.__xss === undefined")
+    page.goto(f"{server}/sheets/{sheet}/report.html")
+    cells = page.locator("#cells tbody tr")
+    for i, text in enumerate(PAYLOADS):
+        assert cells.nth(i).locator("td").nth(1).inner_text() == text
+        assert cells.nth(i).locator("td").nth(3).inner_text() == text
+    assert page.locator("#cells img, #cells script, #cells a").count() == 0
     assert page.evaluate("window.__xss === undefined")
     assert (
         page.locator("#grid img, #vote img, #grid a[href^=javascript], #vote script").count() == 0

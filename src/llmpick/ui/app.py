@@ -24,7 +24,7 @@ from fastapi.exception_handlers import (
     request_validation_exception_handler,
 )
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -34,12 +34,10 @@ from llmpick.errors import LlmpickError
 from llmpick.evaluate.dataset import read_records
 from llmpick.evaluate.results import (
     EvalResult,
-    cell_rows,
-    rows_to_csv,
-    side_by_side,
     summarize,
 )
 from llmpick.store import DEFAULT_DB, Store, open_store
+from llmpick.ui.export import add_export_routes
 from llmpick.ui.grid import GridFilter, grid_page
 from llmpick.ui.jobs import Jobs
 from llmpick.ui.models import (
@@ -305,37 +303,8 @@ def workbench_router(workbench: Workbench) -> APIRouter:
     async def ranking(sheet_id: str) -> HumanRanking:
         return human_ranking(w.wb, w.wb.get_sheet(sheet_id))
 
-    @router.get("/sheets/{sheet_id}/export.csv", include_in_schema=False)
-    async def export_csv(sheet_id: str) -> PlainTextResponse:
-        run_id = _run_of(w.wb, sheet_id)
-        return PlainTextResponse(
-            rows_to_csv(side_by_side(w.wb.store, run_id)),
-            media_type="text/csv",
-            headers={"content-disposition": f'attachment; filename="{run_id}.csv"'},
-        )
-
-    @router.get("/sheets/{sheet_id}/export.jsonl", include_in_schema=False)
-    async def export_jsonl(sheet_id: str) -> PlainTextResponse:
-        run_id = _run_of(w.wb, sheet_id)
-        lines = [
-            json.dumps({"schema_version": SCHEMA_VERSION, "run_id": run_id, **cell},
-                       ensure_ascii=False)
-            for cell in cell_rows(w.wb.store, run_id)
-        ]  # fmt: skip
-        return PlainTextResponse(
-            "".join(line + "\n" for line in lines),
-            media_type="application/x-ndjson",
-            headers={"content-disposition": f'attachment; filename="{run_id}.jsonl"'},
-        )
-
+    add_export_routes(router, w)
     return router
-
-
-def _run_of(wb: WorkbenchStore, sheet_id: str) -> str:
-    run_id = wb.get_sheet(sheet_id).run_id
-    if run_id is None:
-        raise HTTPException(409, "nothing to export yet: add a model column")
-    return run_id
 
 
 def _categories(wb: WorkbenchStore, sheet: SheetInfo) -> list[str]:
