@@ -122,6 +122,36 @@ def _api_checks(tmp_path: Path, base: str) -> None:
         lines = client.get(f"/sheets/{sid}/export.jsonl").text.splitlines()
         assert len(lines) == 60 and '"schema_version": 1' in lines[0]
         _report_checks(client, sid)
+        _column_settings_checks(client, tmp_path, ok)
+
+
+def _column_settings_checks(client: httpx.Client, tmp_path: Path, ok: dict[str, str]) -> None:
+    """A model column with its own template and sampling; the others keep the sheet's."""
+    body = _csv(tmp_path / "own.csv", ROWS[:4])
+    sid = client.post("/api/sheets?filename=own.csv", content=body, headers=ok).json()["id"]
+    own = {"template": "Q: {question}?", "max_tokens": 5}
+    for column in [{"kind": "model", "spec": "column:good", "settings": own},
+                   {"kind": "model", "spec": "column:bad"}]:  # fmt: skip
+        assert client.post(f"/api/sheets/{sid}/columns", json=column, headers=ok).status_code == 200
+        _wait(client, sid)
+    bad = {"kind": "model", "spec": "column:answer", "settings": {"template": "{nope}"}}
+    refused = client.post(f"/api/sheets/{sid}/columns", json=bad, headers=ok)
+    assert refused.status_code == 400 and "nope" in refused.json()["error"]
+    # saving the sheet's settings (the form has no per-column fields) keeps the column's own
+    client.post(f"/api/sheets/{sid}/settings", json={"max_tokens": 7}, headers=ok)
+    sheet = client.get(f"/api/sheets/{sid}").json()
+    assert sheet["columns"][0]["settings"] == {**own, "temperature": None}
+    assert sheet["columns"][1]["settings"] is None
+    run_id = sheet["run_id"]
+    with sqlite3.connect(tmp_path / "llmpick.db") as con:
+        asked = dict(con.execute(
+            "SELECT c.model || ' ' || c.row_id, g.messages || ' ' || g.params FROM cells c"
+            " JOIN generations g ON g.cache_key = c.generation_key WHERE c.run_id = ?",
+            (run_id,)).fetchall())  # fmt: skip
+    assert len(asked) == 8
+    assert '"content":"Q: q1?"' in asked["column:good 1"]
+    assert '"max_tokens":5,' in asked["column:good 1"]
+    assert '"content":"q1"' in asked["column:bad 1"] and '"max_tokens":64' in asked["column:bad 1"]
 
 
 def _report_checks(client: httpx.Client, sid: str) -> None:

@@ -287,9 +287,12 @@ def test_served_on_the_gateway_behind_a_key(browser: Any, workdir: Path) -> None
         page.fill("#settings-form input[name=max_tokens]", "8")
         page.click("#settings-form button")
         page.wait_for_selector("#toast.shown")
+        page.click("#add-model summary")  # this column's own prompt template
+        page.fill("#add-model input[name=template]", "Answer in one word: {question}")
         _add(page, "add-model", SMOLLM)
         _wait_finished(page)
         assert page.locator("#grid td.cell .out").count() == 2
+        assert "own template" in page.locator("#column-list").inner_text()
         page.close()
 
         import openai

@@ -232,6 +232,8 @@ def workbench_router(workbench: Workbench) -> APIRouter:
 
     @router.post("/api/sheets/{sheet_id}/settings", dependencies=csrf)
     async def settings(sheet_id: str, body: SheetSettings) -> SheetInfo:
+        if "columns" not in body.model_fields_set:  # the form leaves columns' own settings be
+            body.columns = w.wb.get_sheet(sheet_id).settings.columns
         await w.jobs.stop(sheet_id)
         w.wb.update_settings(sheet_id, body)
         return w.wb.get_sheet(sheet_id)
@@ -244,8 +246,17 @@ def workbench_router(workbench: Workbench) -> APIRouter:
             from llmpick.evaluate.scoring import parse_scorers
 
             parse_scorers([body.spec])
+        own = body.settings if body.settings is not None and not body.settings.is_empty() else None
+        if own is not None and body.kind != "model":
+            raise HTTPException(400, "only model columns have their own template and sampling")
+        if own is not None and own.template:
+            w.wb.column_prompts(sheet_id, own.template)  # a bad template fails here
         await w.jobs.stop(sheet_id)
         w.wb.add_column(sheet_id, body.kind, body.spec)
+        if own is not None:
+            settings = w.wb.get_sheet(sheet_id).settings
+            settings.columns[body.spec] = own
+            w.wb.update_settings(sheet_id, settings)
         sheet = w.wb.get_sheet(sheet_id)
         w.jobs.start(sheet, w.wb)
         return sheet

@@ -25,6 +25,7 @@ from llmpick.backends.base import SamplingParams
 from llmpick.backends.pool import ModelPool, PoolOptions
 from llmpick.errors import LlmpickError
 from llmpick.evaluate import RunOptions, arun_eval
+from llmpick.evaluate.runner import ModelOverride
 from llmpick.evaluate.scorers.pairwise import pairwise_compare
 from llmpick.evaluate.scoring import CachedJudge
 from llmpick.store import open_store
@@ -59,10 +60,13 @@ class Jobs:
             return
         self.failures.pop(sheet.id, None)
         dataset = wb.dataset(sheet.id)
-        task = asyncio.get_running_loop().create_task(self._run(sheet, dataset))
+        overrides = _overrides(wb, sheet)
+        task = asyncio.get_running_loop().create_task(self._run(sheet, dataset, overrides))
         self.tasks[sheet.id] = task
 
-    async def _run(self, sheet: SheetInfo, dataset: Any) -> None:
+    async def _run(
+        self, sheet: SheetInfo, dataset: Any, overrides: dict[str, ModelOverride]
+    ) -> None:
         s = sheet.settings
         params = SamplingParams(max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed)
         judges = [c.spec for c in sheet.columns if c.kind == "pairwise"]
@@ -76,7 +80,9 @@ class Jobs:
                 scorers=list(sheet.scorers) or None,
                 params=params,
                 db_path=self.db_path,
-                options=RunOptions(judge=judge if (needs_judge or judges) else None),
+                options=RunOptions(
+                    judge=judge if (needs_judge or judges) else None, overrides=overrides
+                ),
                 pool=self.pool,
             )
             for judge_model in judges:
@@ -161,3 +167,23 @@ class Jobs:
     def _run_models(wb: WorkbenchStore, run_id: str) -> list[str]:
         row = wb.db.execute("SELECT models FROM runs WHERE id = ?", (run_id,)).fetchone()
         return [m["name"] for m in json.loads(row[0])] if row else []
+
+
+def _overrides(wb: WorkbenchStore, sheet: SheetInfo) -> dict[str, ModelOverride]:
+    """The model columns asked with their own template or sampling, for the runner."""
+    s = sheet.settings
+    found: dict[str, ModelOverride] = {}
+    for name in sheet.models:
+        own = s.columns.get(name)
+        if own is None or own.is_empty():
+            continue
+        params = None
+        if own.max_tokens is not None or own.temperature is not None:
+            params = SamplingParams(
+                max_tokens=own.max_tokens or s.max_tokens,
+                temperature=s.temperature if own.temperature is None else own.temperature,
+                seed=s.seed,
+            )
+        messages = wb.column_prompts(sheet.id, own.template) if own.template else None
+        found[name] = ModelOverride(messages=messages, params=params)
+    return found

@@ -16,6 +16,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AddColumn",
     "ColumnInfo",
+    "ColumnSettings",
     "GridCell",
     "GridPage",
     "GridRow",
@@ -41,6 +42,21 @@ class _Api(BaseModel):
     schema_version: int = SCHEMA_VERSION
 
 
+class ColumnSettings(BaseModel):
+    """A model column's own prompt template and sampling, over the sheet's (None: the sheet's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: ``{column}`` placeholders or Jinja2, rendered per row into the user message
+    template: str | None = Field(default=None, max_length=20_000)
+    max_tokens: int | None = Field(default=None, ge=1, le=8192)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+
+    def is_empty(self) -> bool:
+        """Whether the column is asked like the sheet's other columns."""
+        return self.template is None and self.max_tokens is None and self.temperature is None
+
+
 class SheetSettings(BaseModel):
     """What a sheet reads from its data and how every model column is asked."""
 
@@ -56,6 +72,8 @@ class SheetSettings(BaseModel):
     seed: int | None = 0
     #: the model that grades ``judge`` scorer columns (pairwise columns name their own)
     judge_model: str | None = None
+    #: model columns asked with their own template or sampling, by model name
+    columns: dict[str, ColumnSettings] = Field(default_factory=dict)
 
 
 class ColumnInfo(BaseModel):
@@ -64,6 +82,8 @@ class ColumnInfo(BaseModel):
     position: int
     kind: ColumnKind
     spec: str
+    #: a model column's own template and sampling (None: the sheet's)
+    settings: ColumnSettings | None = None
 
 
 class AddColumn(BaseModel):
@@ -73,6 +93,8 @@ class AddColumn(BaseModel):
 
     kind: ColumnKind
     spec: str = Field(min_length=1, max_length=2000)
+    #: model columns only: its own prompt template and sampling
+    settings: ColumnSettings | None = None
 
 
 class SheetInfo(_Api):

@@ -15,6 +15,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from llmpick.backends.base import Message
 from llmpick.errors import DataError, UsageError
 from llmpick.evaluate.dataset import ColumnMapping, Dataset, build_rows
 from llmpick.store import Store
@@ -107,13 +108,17 @@ class WorkbenchStore:
                 (sheet_id,),
             )
         ]
+        settings = SheetSettings.model_validate_json(row["mapping"])
+        for c in columns:
+            if c.kind == "model" and c.spec in settings.columns:
+                c.settings = settings.columns[c.spec]
         return SheetInfo(
             id=row["id"],
             name=row["name"],
             created_at=row["created_at"],
             n_rows=row["n"],
             data_columns=(row["keys"] or "").split("\x1f") if row["keys"] else [],
-            settings=SheetSettings.model_validate_json(row["mapping"]),
+            settings=settings,
             columns=columns,
             run_id=self.current_run(sheet_id),
         )
@@ -152,6 +157,13 @@ class WorkbenchStore:
             rows=rows,
             expected_column=expected,
         )
+
+    def column_prompts(self, sheet_id: str, template: str) -> list[list[Message]]:
+        """Each row's messages with ``template`` instead of the sheet's (a column's own)."""
+        sheet = self.get_sheet(sheet_id)
+        settings = sheet.settings.model_copy(update={"template": template})
+        dataset = self.dataset(sheet_id, self.records(sheet_id), settings, sheet.name)
+        return [row.messages for row in dataset.rows]
 
     def update_settings(self, sheet_id: str, settings: SheetSettings) -> None:
         """Change the mapping, template or sampling (the next run uses them)."""

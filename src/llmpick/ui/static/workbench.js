@@ -184,9 +184,18 @@ function initSheet() {
   const sheet = document.body.dataset.sheet;
   const addColumn = (kind) => async (event) => {
     event.preventDefault();
+    const fields = event.target.elements;
+    const body = { kind, spec: fields.spec.value.trim() };
+    if (kind === "model") {  // the column's own template and sampling, where given
+      const own = {
+        template: fields.template.value.trim() || null,
+        max_tokens: fields.max_tokens.value === "" ? null : Number(fields.max_tokens.value),
+        temperature: fields.temperature.value === "" ? null : Number(fields.temperature.value),
+      };
+      if (own.template !== null || own.max_tokens !== null || own.temperature !== null) body.settings = own;
+    }
     try {
-      await api("/api/sheets/" + sheet + "/columns",
-        { method: "POST", json: { kind, spec: event.target.elements.spec.value.trim() } });
+      await api("/api/sheets/" + sheet + "/columns", { method: "POST", json: body });
       window.location.reload();
     } catch (error) { toast(error.message); }
   };
