@@ -121,7 +121,7 @@ def _api_checks(tmp_path: Path, base: str) -> None:
 
         lines = client.get(f"/sheets/{sid}/export.jsonl").text.splitlines()
         assert len(lines) == 60 and '"schema_version": 1' in lines[0]
-        _report_checks(client, sid)
+        _report_checks(client, sid, ok)
         _column_settings_checks(client, tmp_path, ok)
 
 
@@ -154,7 +154,7 @@ def _column_settings_checks(client: httpx.Client, tmp_path: Path, ok: dict[str, 
     assert '"content":"q1"' in asked["column:bad 1"] and '"max_tokens":64' in asked["column:bad 1"]
 
 
-def _report_checks(client: httpx.Client, sid: str) -> None:
+def _report_checks(client: httpx.Client, sid: str, ok: dict[str, str]) -> None:
     """The sheet's report: one self-contained HTML file, Markdown and JSON of the same state."""
     doc = client.get(f"/sheets/{sid}/report.json")
     report = doc.json()
@@ -177,6 +177,7 @@ def _report_checks(client: httpx.Client, sid: str) -> None:
     assert "| model | mean | 95% interval |" in markdown and sentence in markdown
     assert markdown.count("\n| q") == 0 and "| 17 | q17 |" in markdown
     assert client.get(f"/sheets/{sid}/report.pdf").status_code == 404
+    assert client.post("/api/sheets/from-run/nope", headers=ok).status_code == 400
 
 
 def test_votes_rank_and_agree_with_the_judge(tmp_path: Path) -> None:
@@ -371,3 +372,28 @@ def test_with_keys_every_route_needs_a_login(tmp_path: Path) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_sheet_starts_from_a_dataset_a_run_used(context: Any, tmp_path: Path) -> None:
+    from llmpick.backends.base import SamplingParams
+    from llmpick.evaluate import run_eval
+
+    data = tmp_path / "d.csv"
+    _csv(data, ROWS[:5])
+    db = tmp_path / "s.db"
+    run = run_eval(context, data, ["column:good"], ["exact"],
+                   SamplingParams.model_validate({"max_tokens": 4}), db)  # fmt: skip
+    with open_store(db) as store:
+        wb = WorkbenchStore(store)
+        sid = wb.create_sheet("own", ROWS[:2], SheetSettings())
+        assert [d.run_id for d in wb.used_datasets()] == [run.run_id]  # sheets are not listed
+        used = wb.used_datasets()[0]
+        assert (
+            used.n_rows == 5 and used.models == ["column:good"] and used.dataset.endswith("d.csv")
+        )
+        sheet = wb.get_sheet(wb.sheet_from_run(run.run_id))
+        assert sheet.id != sid and sheet.n_rows == 5 and sheet.name.startswith("d.csv (run ")
+        rows = wb.dataset(sheet.id).rows
+        assert [r.id for r in rows] == ["1", "2", "3", "4", "5"]
+        assert rows[0].messages[-1].content == "q1" and rows[2].expected == "no"
+        assert rows[1].category == "even" and rows[0].data["good"] == "yes"

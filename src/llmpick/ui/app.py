@@ -194,7 +194,13 @@ def workbench_router(workbench: Workbench) -> APIRouter:
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index(request: Request) -> HTMLResponse:
-        return w.render(request, "index.html", sheets=w.wb.list_sheets())
+        return w.render(
+            request, "index.html", sheets=w.wb.list_sheets(), datasets=w.wb.used_datasets()
+        )
+
+    @router.post("/api/sheets/from-run/{run_id}", dependencies=csrf)
+    async def sheet_from_run(run_id: str) -> SheetInfo:
+        return w.wb.get_sheet(w.wb.sheet_from_run(run_id))
 
     @router.post("/api/sheets", dependencies=csrf)
     async def upload(request: Request, filename: str = Query(min_length=1)) -> SheetInfo:

@@ -26,6 +26,7 @@ __all__ = [
     "SheetInfo",
     "SheetSettings",
     "SummaryView",
+    "UsedDataset",
     "VoteCast",
     "VoteResult",
     "VoteTask",
@@ -118,6 +119,16 @@ class SheetInfo(_Api):
     def scorers(self) -> list[str]:
         """Scorer specs of the scorer columns, in order."""
         return [c.spec for c in self.columns if c.kind == "scorer"]
+
+
+class UsedDataset(BaseModel):
+    """A dataset an earlier evaluation run used (its newest run): a sheet can start from it."""
+
+    run_id: str
+    dataset: str
+    created_at: str
+    n_rows: int
+    models: list[str]
 
 
 class Progress(_Api):

@@ -19,7 +19,7 @@ from llmpick.backends.base import Message
 from llmpick.errors import DataError, UsageError
 from llmpick.evaluate.dataset import ColumnMapping, Dataset, build_rows
 from llmpick.store import Store
-from llmpick.ui.models import ColumnInfo, SheetInfo, SheetSettings
+from llmpick.ui.models import ColumnInfo, SheetInfo, SheetSettings, UsedDataset
 
 __all__ = ["WorkbenchStore", "dataset_source"]
 
@@ -83,6 +83,38 @@ class WorkbenchStore:
             ),
         )
         return sheet_id
+
+    def used_datasets(self, limit: int = 20) -> list[UsedDataset]:
+        """Datasets that evaluation runs (not sheets) used, newest run of each first."""
+        rows = self.db.execute(
+            "SELECT r.id, r.dataset, r.created_at, r.models,"
+            " (SELECT count(*) FROM run_rows WHERE run_id = r.id) FROM runs r"
+            " WHERE r.dataset NOT LIKE 'workbench:%' AND r.rowid = (SELECT max(rowid) FROM runs"
+            "  WHERE dataset = r.dataset) ORDER BY r.created_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            UsedDataset(run_id=r[0], dataset=r[1], created_at=r[2], n_rows=r[4],
+                        models=[m["name"] for m in json.loads(r[3])])
+            for r in rows
+        ]  # fmt: skip
+
+    def sheet_from_run(self, run_id: str) -> str:
+        """A new sheet holding the rows an earlier run asked (its prompts as they were sent)."""
+        run = self.store.get_run(run_id)
+        records = []
+        for row in self.store.get_rows(run.id):
+            asked = [m["content"] for m in row.messages if m.get("role") == "user"]
+            records.append({**row.data, "id": row.row_id, "prompt": asked[-1] if asked else "",
+                            "expected": row.expected, "category": row.category})  # fmt: skip
+        has = {k for r in records for k, v in r.items() if v not in (None, "")}
+        settings = SheetSettings(
+            prompt="prompt",
+            expected="expected" if "expected" in has else None,
+            category="category" if "category" in has else None,
+        )
+        name = f"{run.dataset.replace(chr(92), '/').rsplit('/', 1)[-1]} (run {run.id[:8]})"
+        return self.create_sheet(name, records, settings)
 
     def list_sheets(self) -> list[SheetInfo]:
         """Every sheet, newest first."""

@@ -45,6 +45,15 @@ function fmt(x, digits = 2) {
 // -- start page -----------------------------------------------------------------------
 
 function initIndex() {
+  for (const used of document.querySelectorAll("button.from-run")) {
+    used.addEventListener("click", async () => {
+      try {
+        const sheet = await api("/api/sheets/from-run/" + encodeURIComponent(used.dataset.run),
+          { method: "POST" });
+        window.location.href = BASE + "/sheets/" + encodeURIComponent(sheet.id);
+      } catch (error) { toast(error.message); }
+    });
+  }
   const button = document.getElementById("upload-button");
   if (!button) return;
   button.addEventListener("click", async () => {
