@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import random
 import sqlite3
 import time
@@ -149,6 +150,16 @@ def _column_settings_checks(client: httpx.Client, tmp_path: Path, ok: dict[str, 
             " JOIN generations g ON g.cache_key = c.generation_key WHERE c.run_id = ?",
             (run_id,)).fetchall())  # fmt: skip
     assert len(asked) == 8
+    # the judge form: a rubric with commas and a line break, and the model that grades
+    rubric = "Is it correct, brief=short?\nAnswer 1-10."
+    judge = {"kind": "scorer", "spec": "judge:rubric=" + json.dumps(rubric),
+             "judge_model": "column:good"}  # fmt: skip
+    added = client.post(f"/api/sheets/{sid}/columns", json=judge, headers=ok).json()
+    assert added["settings"]["judge_model"] == "column:good"
+    from llmpick.evaluate.scoring import parse_scorers
+
+    assert parse_scorers([added["columns"][-1]["spec"]])[0].args == {"rubric": rubric}
+    client.post(f"/api/sheets/{sid}/stop", headers=ok)
     assert '"content":"Q: q1?"' in asked["column:good 1"]
     assert '"max_tokens":5,' in asked["column:good 1"]
     assert '"content":"q1"' in asked["column:bad 1"] and '"max_tokens":64' in asked["column:bad 1"]

@@ -257,11 +257,15 @@ def workbench_router(workbench: Workbench) -> APIRouter:
             raise HTTPException(400, "only model columns have their own template and sampling")
         if own is not None and own.template:
             w.wb.column_prompts(sheet_id, own.template)  # a bad template fails here
+        if body.judge_model:
+            w.context.resolve(body.judge_model)
         await w.jobs.stop(sheet_id)
         w.wb.add_column(sheet_id, body.kind, body.spec)
-        if own is not None:
+        if own is not None or body.judge_model:
             settings = w.wb.get_sheet(sheet_id).settings
-            settings.columns[body.spec] = own
+            if own is not None:
+                settings.columns[body.spec] = own
+            settings.judge_model = body.judge_model or settings.judge_model
             w.wb.update_settings(sheet_id, settings)
         sheet = w.wb.get_sheet(sheet_id)
         w.jobs.start(sheet, w.wb)

@@ -96,6 +96,8 @@ class AddColumn(BaseModel):
     spec: str = Field(min_length=1, max_length=2000)
     #: model columns only: its own prompt template and sampling
     settings: ColumnSettings | None = None
+    #: a ``judge`` scorer column: the model that grades (becomes the sheet's judge model)
+    judge_model: str | None = Field(default=None, max_length=2000)
 
 
 class SheetInfo(_Api):

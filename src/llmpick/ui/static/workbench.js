@@ -194,7 +194,10 @@ function initSheet() {
   const addColumn = (kind) => async (event) => {
     event.preventDefault();
     const fields = event.target.elements;
-    const body = { kind, spec: fields.spec.value.trim() };
+    const body = fields.rubric  // the judge form: the rubric as a JSON string argument
+      ? { kind, spec: "judge:rubric=" + JSON.stringify(fields.rubric.value.trim()),
+          judge_model: fields.judge_model.value.trim() }
+      : { kind, spec: fields.spec.value.trim() };
     if (kind === "model") {  // the column's own template and sampling, where given
       const own = {
         template: fields.template.value.trim() || null,
@@ -210,6 +213,7 @@ function initSheet() {
   };
   document.getElementById("add-model").addEventListener("submit", addColumn("model"));
   document.getElementById("add-scorer").addEventListener("submit", addColumn("scorer"));
+  document.getElementById("add-judge").addEventListener("submit", addColumn("scorer"));
   document.getElementById("add-pairwise").addEventListener("submit", addColumn("pairwise"));
   document.getElementById("settings-form").addEventListener("submit", async (event) => {
     event.preventDefault();
