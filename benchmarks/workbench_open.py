@@ -9,7 +9,9 @@ server on 127.0.0.1 is asked, alternately for the small and the large sheet:
 - ``summary``: the summary strip (means with bootstrap intervals, comparisons),
   stored with the run when it finished (as ``arun_eval`` does); the one-off
   ``summarize()`` at the end of the run is timed and printed too;
-- ``open``: page + progress + first grid page + summary, what the browser loads.
+- ``open``: page + progress + first grid page + summary, what the browser loads;
+- ``report``: the sheet's self-contained HTML report (every row; an export, not
+  part of ``open``).
 
 Times are medians of ``--repeats`` rounds; ratios large/small are measured side
 by side in the same rounds, so load from other processes hits both alike.
@@ -123,6 +125,7 @@ def measure(client: httpx.Client, sheet: str) -> dict[str, float]:
         "grid": middle,
         "summary": summary,
         "open": page + progress + first + summary,
+        "report": timed(client, f"/sheets/{sheet}/report.html"),
     }
 
 
@@ -150,7 +153,7 @@ def main() -> None:
         finally:
             stop_ui(process)
     print(f"{'step':<8} {'10 rows (s)':>12} {args.rows:>7} rows (s) {'ratio':>7}")
-    for step in ("page", "grid", "summary", "open"):
+    for step in ("page", "grid", "summary", "open", "report"):
         s = statistics.median(r[step] for r in rounds["small"])
         big = statistics.median(r[step] for r in rounds["large"])
         print(f"{step:<8} {s:>12.3f} {big:>16.3f} {big / s:>7.1f}")

@@ -270,3 +270,34 @@ def test_public_api_is_locked() -> None:
         "DEFAULT_DB", "SCHEMA_VERSION", "CellRecord", "GenerationRecord", "RunRecord", "RunRow",
         "ScoreRecord", "Store", "open_store",
     }  # fmt: skip
+
+
+def test_a_model_asked_with_its_own_prompts_and_params(
+    context: Context, data: Path, tmp_path: Path
+) -> None:
+    """``RunOptions.overrides``: one model's own messages and sampling; its own run and cache."""
+    from llmpick.backends.base import Message
+    from llmpick.evaluate.runner import ModelOverride
+
+    db = tmp_path / "o.db"
+    plain = run_eval(context, data, MODELS, ["exact"], PARAMS, db)
+    own = ModelOverride(
+        messages=[[Message(role="user", content=f"Q{i}")] for i in range(6)],
+        params=SamplingParams.model_validate({"max_tokens": 4}),
+    )
+    result = run_eval(context, data, MODELS, ["exact"], PARAMS, db,
+                      RunOptions(overrides={"column:bad": own}))  # fmt: skip
+    assert result.run_id != plain.run_id  # another fingerprint
+    assert result.cells_cached == 6  # column:good is asked as before: from the cache
+    with open_store(db) as store:
+        cells = {(c.model, c.row_id): c for c in store.get_cells(result.run_id)}
+        asked = store.get_generation(cells[("column:bad", "2")].cache_key)
+        assert asked is not None and asked.messages == [{"role": "user", "content": "Q1"}]
+        assert asked.params["max_tokens"] == 4
+    with pytest.raises(UsageError, match="not in the run"):
+        run_eval(context, data, MODELS, ["exact"], PARAMS, db,
+                 RunOptions(overrides={"column:nope": own}))  # fmt: skip
+    short = ModelOverride(messages=own.messages[:2])  # type: ignore[index]
+    with pytest.raises(UsageError, match="2 prompts for 6 rows"):
+        run_eval(context, data, MODELS, ["exact"], PARAMS, db,
+                 RunOptions(overrides={"column:bad": short}))  # fmt: skip

@@ -93,6 +93,11 @@ def score(context: Context, text: str, c: Cell) -> Score:
         ("mypkg.scoring:my_scorer", "mypkg.scoring:my_scorer", {}),
         ("mypkg.scoring:my_scorer:level=2", "mypkg.scoring:my_scorer", {"level": 2}),
         ('choice:choices="ABCDE"', "choice", {"choices": "ABCDE"}),
+        (  # a JSON-quoted value holds commas, NAME= and line breaks (the workbench's rubrics)
+            'judge:rubric="Correct, brief=short?\\nGrade it.",max_tokens=64',
+            "judge",
+            {"rubric": "Correct, brief=short?\nGrade it.", "max_tokens": 64},
+        ),
     ],
 )
 def test_parse_scorer_spec(text: str, name: str, args: dict[str, Any]) -> None:

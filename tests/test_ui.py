@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import io
+import json
 import random
 import sqlite3
 import time
@@ -120,6 +122,73 @@ def _api_checks(tmp_path: Path, base: str) -> None:
 
         lines = client.get(f"/sheets/{sid}/export.jsonl").text.splitlines()
         assert len(lines) == 60 and '"schema_version": 1' in lines[0]
+        _report_checks(client, sid, ok)
+        _column_settings_checks(client, tmp_path, ok)
+
+
+def _column_settings_checks(client: httpx.Client, tmp_path: Path, ok: dict[str, str]) -> None:
+    """A model column with its own template and sampling; the others keep the sheet's."""
+    body = _csv(tmp_path / "own.csv", ROWS[:4])
+    sid = client.post("/api/sheets?filename=own.csv", content=body, headers=ok).json()["id"]
+    own = {"template": "Q: {question}?", "max_tokens": 5}
+    for column in [{"kind": "model", "spec": "column:good", "settings": own},
+                   {"kind": "model", "spec": "column:bad"}]:  # fmt: skip
+        assert client.post(f"/api/sheets/{sid}/columns", json=column, headers=ok).status_code == 200
+        _wait(client, sid)
+    bad = {"kind": "model", "spec": "column:answer", "settings": {"template": "{nope}"}}
+    refused = client.post(f"/api/sheets/{sid}/columns", json=bad, headers=ok)
+    assert refused.status_code == 400 and "nope" in refused.json()["error"]
+    # saving the sheet's settings (the form has no per-column fields) keeps the column's own
+    client.post(f"/api/sheets/{sid}/settings", json={"max_tokens": 7}, headers=ok)
+    sheet = client.get(f"/api/sheets/{sid}").json()
+    assert sheet["columns"][0]["settings"] == {**own, "temperature": None}
+    assert sheet["columns"][1]["settings"] is None
+    run_id = sheet["run_id"]
+    with sqlite3.connect(tmp_path / "llmpick.db") as con:
+        asked = dict(con.execute(
+            "SELECT c.model || ' ' || c.row_id, g.messages || ' ' || g.params FROM cells c"
+            " JOIN generations g ON g.cache_key = c.generation_key WHERE c.run_id = ?",
+            (run_id,)).fetchall())  # fmt: skip
+    assert len(asked) == 8
+    # the judge form: a rubric with commas and a line break, and the model that grades
+    rubric = "Is it correct, brief=short?\nAnswer 1-10."
+    judge = {"kind": "scorer", "spec": "judge:rubric=" + json.dumps(rubric),
+             "judge_model": "column:good"}  # fmt: skip
+    added = client.post(f"/api/sheets/{sid}/columns", json=judge, headers=ok).json()
+    assert added["settings"]["judge_model"] == "column:good"
+    from llmpick.evaluate.scoring import parse_scorers
+
+    assert parse_scorers([added["columns"][-1]["spec"]])[0].args == {"rubric": rubric}
+    client.post(f"/api/sheets/{sid}/stop", headers=ok)
+    assert '"content":"Q: q1?"' in asked["column:good 1"]
+    assert '"max_tokens":5,' in asked["column:good 1"]
+    assert '"content":"q1"' in asked["column:bad 1"] and '"max_tokens":64' in asked["column:bad 1"]
+
+
+def _report_checks(client: httpx.Client, sid: str, ok: dict[str, str]) -> None:
+    """The sheet's report: one self-contained HTML file, Markdown and JSON of the same state."""
+    doc = client.get(f"/sheets/{sid}/report.json")
+    report = doc.json()
+    assert report["schema_version"] == SCHEMA_VERSION and report["sheet"]["id"] == sid
+    assert report["summary"]["models"]["column:good"]["n"] == 30
+    assert report["human_ranking"]["votes"] == 1
+    exported = list(csv.DictReader(io.StringIO(client.get(f"/sheets/{sid}/export.csv").text)))
+    assert [(r["row_id"], r["column:bad"]) for r in report["table"]] == [
+        (r["row_id"], r["column:bad"]) for r in exported
+    ]  # the same table as the CSV export
+    sentence = report["summary"]["comparisons"][0]["sentence"]
+    page = client.get(f"/sheets/{sid}/report.html")
+    assert page.headers["content-type"].startswith("text/html")
+    assert "sandbox" in page.headers["content-security-policy"]
+    html = page.text
+    assert "<script" not in html and "<link" not in html and "src=" not in html  # self-contained
+    assert "column:good" in html and "[" in html and html.count("<tr>") >= 2 + 30
+    assert sentence in html.replace("&#39;", "'") and "Human ranking" in html
+    markdown = client.get(f"/sheets/{sid}/report.md").text
+    assert "| model | mean | 95% interval |" in markdown and sentence in markdown
+    assert markdown.count("\n| q") == 0 and "| 17 | q17 |" in markdown
+    assert client.get(f"/sheets/{sid}/report.pdf").status_code == 404
+    assert client.post("/api/sheets/from-run/nope", headers=ok).status_code == 400
 
 
 def test_votes_rank_and_agree_with_the_judge(tmp_path: Path) -> None:
@@ -314,3 +383,28 @@ def test_with_keys_every_route_needs_a_login(tmp_path: Path) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_a_sheet_starts_from_a_dataset_a_run_used(context: Any, tmp_path: Path) -> None:
+    from llmpick.backends.base import SamplingParams
+    from llmpick.evaluate import run_eval
+
+    data = tmp_path / "d.csv"
+    _csv(data, ROWS[:5])
+    db = tmp_path / "s.db"
+    run = run_eval(context, data, ["column:good"], ["exact"],
+                   SamplingParams.model_validate({"max_tokens": 4}), db)  # fmt: skip
+    with open_store(db) as store:
+        wb = WorkbenchStore(store)
+        sid = wb.create_sheet("own", ROWS[:2], SheetSettings())
+        assert [d.run_id for d in wb.used_datasets()] == [run.run_id]  # sheets are not listed
+        used = wb.used_datasets()[0]
+        assert (
+            used.n_rows == 5 and used.models == ["column:good"] and used.dataset.endswith("d.csv")
+        )
+        sheet = wb.get_sheet(wb.sheet_from_run(run.run_id))
+        assert sheet.id != sid and sheet.n_rows == 5 and sheet.name.startswith("d.csv (run ")
+        rows = wb.dataset(sheet.id).rows
+        assert [r.id for r in rows] == ["1", "2", "3", "4", "5"]
+        assert rows[0].messages[-1].content == "q1" and rows[2].expected == "no"
+        assert rows[1].category == "even" and rows[0].data["good"] == "yes"

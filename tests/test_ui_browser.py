@@ -195,6 +195,12 @@ def test_workbench_end_to_end(server: str, browser: Any, workdir: Path) -> None:
     assert "[" in ranking.first.inner_text()  # a bootstrap interval
     assert "Cohen's kappa" in page.locator("#agreement").inner_text()
     page.screenshot(path=str(DOCS / "workbench-ranking.png"), full_page=True)
+
+    page.goto(f"{server}/sheets/{sheet}/report.html")  # the self-contained report
+    assert page.locator("#summary tbody tr").count() == 2
+    assert page.locator("#ranking tbody tr").count() == 2
+    assert page.locator("#cells tbody tr").count() == len(QUESTIONS)
+    page.screenshot(path=str(DOCS / "workbench-report.png"))
     assert errors == []
     page.close()
 
@@ -229,9 +235,74 @@ def test_untrusted_text_is_shown_as_text(server: str, browser: Any, workdir: Pat
     page.click("button.verdict[data-verdict=tie]")
     page.wait_for_function("document.getElementById('vote-reveal').textContent.length > 0")
     assert page.evaluate("window.__xss === undefined")
+    page.goto(f"{server}/sheets/{sheet}/report.html")
+    cells = page.locator("#cells tbody tr")
+    for i, text in enumerate(PAYLOADS):
+        assert cells.nth(i).locator("td").nth(1).inner_text() == text
+        assert cells.nth(i).locator("td").nth(3).inner_text() == text
+    assert page.locator("#cells img, #cells script, #cells a").count() == 0
+    assert page.evaluate("window.__xss === undefined")
     assert (
         page.locator("#grid img, #vote img, #grid a[href^=javascript], #vote script").count() == 0
     )
     assert dialogs == []
     assert all(url.startswith(server) for url in requests), requests
     page.close()
+
+
+def test_served_on_the_gateway_behind_a_key(browser: Any, workdir: Path) -> None:
+    """``llmpick serve --ui``: the page at /ui asks for a gateway key; the API works beside it."""
+    from llmpick.serve.keys import KeyStore
+    from llmpick.store import open_store
+
+    db = workdir / "gateway.db"
+    with open_store(db) as store:
+        _key, secret = KeyStore(store).create("ann")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    process = start_ui(db, port, workdir, serve=("-m", SMOLLM))
+    try:
+        page = browser.new_page(viewport={"width": 1400, "height": 900}, bypass_csp=True)
+        page.goto(base + "/ui/")
+        assert page.url == base + "/ui/login"  # no page, no API without a key
+        assert page.request.get(base + "/ui/api/sheets/x").status == 401
+        page.fill("#login-form input[name=key]", "lp-000000000000-wrong")
+        page.click("#login-form button")
+        page.wait_for_selector("#toast.shown")
+        assert "not valid" in page.locator("#toast").inner_text()
+        page.screenshot(
+            path=str(DOCS / "workbench-login.png"),
+            clip={"x": 0, "y": 0, "width": 900, "height": 200},
+        )
+        page.fill("#login-form input[name=key]", secret)
+        with page.expect_navigation():
+            page.click("#login-form button")
+        assert page.url == base + "/ui/"
+
+        data = workdir / "gateway.csv"
+        data.write_text("question,answer\nWhat is 2 + 2?,4\nSay hello.,hello\n", encoding="utf-8")
+        page.set_input_files("#upload-file", str(data))
+        page.click("#upload-button")
+        page.wait_for_url("**/ui/sheets/*")
+        page.fill("#settings-form input[name=max_tokens]", "8")
+        page.click("#settings-form button")
+        page.wait_for_selector("#toast.shown")
+        page.click("#add-model summary")  # this column's own prompt template
+        page.fill("#add-model input[name=template]", "Answer in one word: {question}")
+        _add(page, "add-model", SMOLLM)
+        _wait_finished(page)
+        assert page.locator("#grid td.cell .out").count() == 2
+        assert "own template" in page.locator("#column-list").inner_text()
+        page.close()
+
+        import openai
+
+        client = openai.OpenAI(base_url=base + "/v1", api_key=secret, max_retries=0)
+        answer = client.chat.completions.create(
+            model=SMOLLM, messages=[{"role": "user", "content": "Hi"}], max_tokens=4
+        )
+        assert answer.model == SMOLLM
+        with pytest.raises(openai.AuthenticationError):
+            openai.OpenAI(base_url=base + "/v1", api_key="nope", max_retries=0).models.list()
+    finally:
+        stop_ui(process)

@@ -12,6 +12,7 @@ from rich.console import Console
 
 from llmpick.context import Context
 from llmpick.evaluate.results import rows_to_csv as rows_to_csv
+from llmpick.evaluate.results import rows_to_markdown as rows_to_markdown
 
 console = Console()
 err_console = Console(stderr=True)
@@ -58,17 +59,3 @@ def get_context(ctx: typer.Context) -> Context:
 def print_json(data: Any) -> None:
     """Print one JSON document to stdout, unstyled."""
     typer.echo(json.dumps(data, indent=2, ensure_ascii=False, default=str))
-
-
-def rows_to_markdown(rows: list[dict[str, Any]]) -> str:
-    """Rows of dicts as a GitHub Markdown table."""
-    if not rows:
-        return ""
-    cols = list(rows[0])
-
-    def cell(value: Any) -> str:
-        return ("" if value is None else str(value)).replace("|", "\\|").replace("\n", " ")
-
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    lines += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
-    return "\n".join(lines) + "\n"

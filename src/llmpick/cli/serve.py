@@ -22,7 +22,7 @@ from llmpick.errors import ConfigError
 from llmpick.serve.gateway import GatewayConfig
 from llmpick.serve.requestlog import serve_stats
 from llmpick.serve.security import check_bind
-from llmpick.serve.server import build_gateway, explain_routes, run_gateway
+from llmpick.serve.server import build_gateway, build_workbench, explain_routes, run_gateway
 from llmpick.store import DEFAULT_DB, open_store
 
 serve_app = typer.Typer(
@@ -120,6 +120,13 @@ def serve_command(
     drain_s: Annotated[
         float, typer.Option("--drain-deadline", help="Seconds to finish streams at SIGTERM.")
     ] = 30.0,
+    ui: Annotated[
+        bool,
+        typer.Option(
+            "--ui",
+            help="Also serve the workbench at /ui (same models; login with a gateway key).",
+        ),
+    ] = False,
 ) -> None:
     """Serve the bundled models (or -m/--routes-from) on http://127.0.0.1:8000/v1."""
     if ctx.invoked_subcommand is not None:
@@ -164,7 +171,11 @@ def serve_command(
         markup=False,
         soft_wrap=True,
     )
-    run_gateway(gateway, drain_deadline_s=drain_s)
+    workbench = build_workbench(gateway) if ui else None
+    if workbench is not None:
+        base = url.removesuffix("/v1")
+        err_console.print(f"workbench on [bold]{base}{workbench.prefix}/[/]", highlight=False)
+    run_gateway(gateway, drain_deadline_s=drain_s, workbench=workbench)
 
 
 def _print_routes(gateway: Any) -> None:
@@ -176,13 +187,14 @@ def _print_routes(gateway: Any) -> None:
     table = Table(
         "category", "n", "model", "mean [95% CI]", "runner-up", "why", title=table_data.source
     )
-    for row in explain_routes(table_data):
+    for found in explain_routes(table_data):
+        row: dict[str, Any] = found
         ci = row["ci95"]
         mean = row["mean"]
         score = "—" if mean is None else f"{mean:.3f}"
         if ci:
             score += f" [{ci[0]:.3f}, {ci[1]:.3f}]"
-        runner = row["runner_up"] or "—"
+        runner = str(row["runner_up"] or "—")
         if row["runner_up_mean"] is not None:
             runner += f" ({row['runner_up_mean']:.3f})"
         table.add_row(str(row["category"]), str(row["n"]), str(row["model"]), score, runner,

@@ -29,17 +29,25 @@ def ui_command(
     """Open the workbench: upload data, add model and scorer columns, vote blind, export.
 
     Cells are committed as they finish: stopping the server and starting it
-    again resumes a column where it stopped (press Resume in the page).
+    again resumes a column where it stopped (press Resume in the page). Once
+    the store has API keys (llmpick keys create), the page asks for one; until
+    then it answers only this machine. llmpick serve --ui serves it on the
+    gateway instead, at /ui.
     """
     import uvicorn
 
+    from llmpick.serve.security import SecurityPolicy
+    from llmpick.store import open_store
     from llmpick.ui import create_ui_app
 
-    app = create_ui_app(get_context(ctx), db)
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    keys = SecurityPolicy(open_store(db))  # the store's API keys (no limits apply here)
+    app = create_ui_app(
+        get_context(ctx), db, key_check=keys.key_owner, keys_required=keys.keys_required
+    )
+    if host not in ("127.0.0.1", "localhost", "::1") and not keys.keys.has_keys():
         console.print(
-            f"[yellow]warning:[/] binding {host}: anyone who can reach this address can use "
-            "the workbench and run models on this machine",
+            f"[yellow]warning:[/] binding {host}, but without API keys the workbench answers "
+            "only this machine: create one with 'llmpick keys create --name NAME'",
             highlight=False,
         )
     shown = f"[{host}]" if ":" in host else host

@@ -30,6 +30,7 @@ __all__ = [
     "cell_rows",
     "primary_row_means",
     "rows_to_csv",
+    "rows_to_markdown",
     "side_by_side",
     "summarize",
 ]
@@ -359,3 +360,17 @@ def rows_to_csv(rows: list[dict[str, Any]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
+
+
+def rows_to_markdown(rows: list[dict[str, Any]]) -> str:
+    """Rows of dicts as a GitHub Markdown table: ``llmpick results --format markdown``."""
+    if not rows:
+        return ""
+    cols = list(rows[0])
+
+    def cell(value: Any) -> str:
+        return ("" if value is None else str(value)).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    lines += ["| " + " | ".join(cell(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join(lines) + "\n"

@@ -57,7 +57,7 @@ from llmpick.evaluate.scoring import (
 from llmpick.evaluate.scoring_pass import ScoringPass, pairwise_summary
 from llmpick.store import DEFAULT_DB, GenerationRecord, RunRow, Store, open_store
 
-__all__ = ["ModelPrice", "RunOptions", "arun_eval", "run_eval"]
+__all__ = ["ModelOverride", "ModelPrice", "RunOptions", "arun_eval", "run_eval"]
 
 #: errors after which a model's other cells are not attempted in this invocation
 _FATAL = (EndpointUnreachableError, AuthenticationError)
@@ -82,6 +82,24 @@ class ModelPrice(BaseModel):
         ) / 1e6
 
 
+class ModelOverride(BaseModel):
+    """How one model of a run is asked, instead of the run's shared prompts and params.
+
+    A run with overrides no longer compares the models on identical prompts:
+    that is the point (a prompt per model), and its fingerprint says so.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: the messages of each dataset row, in row order (None: the dataset's)
+    messages: list[list[Message]] | None = None
+    params: SamplingParams | None = None
+
+    def key(self) -> dict[str, Any]:
+        """What identifies the override in the run's fingerprint."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+
 class RunOptions(BaseModel):
     """How to run the matrix (not what: that is the dataset, models, scorers, params)."""
 
@@ -99,6 +117,9 @@ class RunOptions(BaseModel):
     progress: bool = False
     #: called with each warning as it arises (the CLI prints them)
     on_warning: Callable[[str], None] | None = None
+    #: models asked differently from the rest, by model name (the workbench's per-column
+    #: prompt templates and sampling); every other model gets the dataset's prompts
+    overrides: dict[str, ModelOverride] = Field(default_factory=dict)
 
 
 class _Model:
@@ -235,16 +256,21 @@ async def arun_eval(
                 if judge_spec is None or judge_spec.name not in names:
                     warn(text)
         param_dump = params.model_dump(mode="json")
-        fingerprint = _fingerprint(
-            {
-                "dataset": ds.sha256(),
-                "models": [[m.name, m.identity_key] for m in run_models],
-                "params": param_dump,
-                "repeats": options.repeats,
-                "scorers": [scorer_key(s) for s in scorer_specs],
-                "judge": judge.identity_key if judge else None,
-            }
-        )
+        parts = {
+            "dataset": ds.sha256(),
+            "models": [[m.name, m.identity_key] for m in run_models],
+            "params": param_dump,
+            "repeats": options.repeats,
+            "scorers": [scorer_key(s) for s in scorer_specs],
+            "judge": judge.identity_key if judge else None,
+        }
+        overrides = _checked_overrides(options.overrides, names, len(ds.rows))
+        if overrides:  # absent otherwise: runs without overrides keep their fingerprints
+            parts["overrides"] = {name: o.key() for name, o in sorted(overrides.items())}
+            param_dump = {**param_dump, "per_model": {
+                n: o.params.model_dump(mode="json") for n, o in overrides.items() if o.params
+            }}  # fmt: skip
+        fingerprint = _fingerprint(parts)
         run_id = store.unfinished_run(fingerprint)
         if run_id is None:
             run_id = store.create_run(
@@ -316,6 +342,20 @@ async def arun_eval(
         store.close()
 
 
+def _checked_overrides(
+    overrides: dict[str, ModelOverride], names: list[str], n_rows: int
+) -> dict[str, ModelOverride]:
+    unknown = sorted(set(overrides) - set(names))
+    if unknown:
+        raise UsageError(f"overrides name models that are not in the run: {', '.join(unknown)}")
+    for name, override in overrides.items():
+        if override.messages is not None and len(override.messages) != n_rows:
+            raise UsageError(
+                f"the override of {name} has {len(override.messages)} prompts for {n_rows} rows"
+            )
+    return {n: o for n, o in overrides.items() if o.messages is not None or o.params is not None}
+
+
 def _turn_for(
     model: PooledModel, turns: OneModelAtATime
 ) -> Callable[[], contextlib.AbstractAsyncContextManager[Any]]:
@@ -371,12 +411,23 @@ class _Runner:
         self.generation_s = 0.0
         self.wall_s = 0.0
         self.row_hashes = [r.sha256() for r in dataset.rows]
-        self.messages = [[m.model_dump() for m in r.messages] for r in dataset.rows]
+        shared = [r.messages for r in dataset.rows]
+        # per model: each row's messages (objects and dumps) and the sampling params
+        self.prompts: dict[str, list[list[Message]]] = {}
+        self.messages: dict[str, list[list[dict[str, Any]]]] = {}
+        self.model_params: dict[str, SamplingParams] = {}
+        for name in self.models:
+            override = options.overrides.get(name)
+            prompts = override.messages if override and override.messages else shared
+            self.prompts[name] = prompts
+            self.messages[name] = [[m.model_dump() for m in ms] for ms in prompts]
+            self.model_params[name] = override.params if override and override.params else params
 
     def plan(self) -> list[_Plan]:
         cells = []
         for model in self.models.values():
             row_hash_needed = model.backend.needs_row
+            messages, params = self.messages[model.name], self.model_params[model.name]
             for index, row_hash in enumerate(self.row_hashes):
                 for repeat in range(self.options.repeats):
                     cells.append(
@@ -386,8 +437,8 @@ class _Runner:
                             repeat=repeat,
                             cache_key=cache_key(
                                 model.identity_key,
-                                self.messages[index],
-                                _repeat_params(self.params, repeat).model_dump(mode="json"),
+                                messages[index],
+                                _repeat_params(params, repeat).model_dump(mode="json"),
                                 repeat,
                                 row_hash if row_hash_needed else None,
                             ),
@@ -464,9 +515,9 @@ class _Runner:
         turn: Callable[[], contextlib.AbstractAsyncContextManager[Any]],
     ) -> None:
         row = self.dataset.rows[p.row_index]
-        params = _repeat_params(self.params, p.repeat)
+        params = _repeat_params(self.model_params[model.name], p.repeat)
         request = GenerationRequest(
-            messages=row.messages,
+            messages=self.prompts[model.name][p.row_index],
             params=params,
             row=row.data if model.backend.needs_row else None,
         )
@@ -502,7 +553,7 @@ class _Runner:
                 cache_key=p.cache_key,
                 identity_key=model.identity_key,
                 identity=model.identity.model_dump(mode="json"),
-                messages=self.messages[p.row_index],
+                messages=self.messages[model.name][p.row_index],
                 params=params.model_dump(mode="json"),
                 repeat=p.repeat,
                 output=generation.output,

@@ -1,8 +1,9 @@
 """The gateway's FastAPI app: OpenAI-compatible routes, health, readiness, metrics.
 
-``create_app(gateway)`` builds the app; the workbench (``llmpick.ui``) can be
-mounted on it, and the security policy's middlewares (keys, body size) are
-installed here when the gateway has a policy. Every error is OpenAI-shaped
+``create_app(gateway, workbench)`` builds the app, with the workbench
+(``llmpick.ui``) mounted under its prefix when given (``llmpick serve --ui``);
+the security policy's middlewares (keys, body size) are installed here when
+the gateway has a policy. Every error is OpenAI-shaped
 (:mod:`llmpick.serve.errors`); the ``x-llmpick-route`` header says which route,
 category and model answered, and why.
 """
@@ -38,6 +39,7 @@ from llmpick.serve.schemas import (
     apply_rules,
 )
 from llmpick.serve.security import KeyPrincipal, install
+from llmpick.ui import Workbench, mount_workbench
 
 __all__ = ["create_app"]
 
@@ -401,8 +403,12 @@ def _ops_router() -> APIRouter:
     return router
 
 
-def create_app(gateway: Gateway) -> FastAPI:
-    """The gateway app; models open when it starts and close when it stops."""
+def create_app(gateway: Gateway, workbench: Workbench | None = None) -> FastAPI:
+    """The gateway app; models open when it starts and close when it stops.
+
+    With ``workbench`` (``llmpick serve --ui``) the workbench's pages are mounted
+    under its prefix; its jobs stop before the pool they share closes.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -410,6 +416,8 @@ def create_app(gateway: Gateway) -> FastAPI:
         try:
             yield
         finally:
+            if workbench is not None:
+                await workbench.aclose()
             await gateway.aclose()
 
     app = FastAPI(
@@ -421,10 +429,14 @@ def create_app(gateway: Gateway) -> FastAPI:
     app.state.gateway = gateway
     install_error_handlers(app)
     if gateway.policy is not None:
-        install(app, gateway.policy)
+        exempt = (workbench.prefix + "/",) if workbench is not None else ()
+        install(app, gateway.policy, exempt=exempt)
     app.include_router(_openai_router())
     app.include_router(_ops_router())
     _describe_what_is_accepted(app, gateway)
+    if workbench is not None:
+        app.state.workbench = workbench
+        mount_workbench(app, workbench)
     return app
 
 

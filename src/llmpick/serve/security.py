@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmpick.errors import ConfigError, RequestRejectedError
 from llmpick.serve.accesslog import AccessLog
-from llmpick.serve.keys import KeyStore, SharedKeys, check_token, key_id_of
+from llmpick.serve.keys import ApiKey, KeyStore, SharedKeys, check_token, key_id_of
 from llmpick.serve.limits import Limiter
 from llmpick.serve.rules import BodySizeLimit, RequestRules
 from llmpick.store import Store
@@ -149,18 +149,28 @@ class SecurityPolicy:
                 "the Authorization header must read 'Bearer <key>'",
                 code="invalid_authorization_header",
             )
-        secret = token.strip() or None
+        key = await self.verify_key(token.strip() or None)
+        self._key_ids[key.name] = key.id
+        return KeyPrincipal(
+            key_id=key.id, key_name=key.name, allowed_models=key.models, rpm=key.rpm, tpm=key.tpm
+        )
+
+    async def verify_key(self, secret: str | None) -> ApiKey:
+        """The active key ``secret`` is, or a 401 :class:`RequestRejectedError` saying why."""
         key_id = key_id_of(secret)
         found = None
         if key_id is not None:
             # Redis first (what `llmpick keys --redis` shared), then this store
             found = await self.shared.lookup(key_id) if self.shared else None
             found = found or self.keys.lookup(key_id)
-        key = check_token(secret, found)
-        self._key_ids[key.name] = key.id
-        return KeyPrincipal(
-            key_id=key.id, key_name=key.name, allowed_models=key.models, rpm=key.rpm, tpm=key.tpm
-        )
+        return check_token(secret, found)
+
+    async def key_owner(self, secret: str) -> str | None:
+        """The name of the active key ``secret`` is, or None (the workbench's login)."""
+        try:
+            return (await self.verify_key(secret)).name
+        except RequestRejectedError:
+            return None
 
     async def admit(
         self, principal: KeyPrincipal, model: str, prompt_tokens: int, max_tokens: int | None
@@ -266,11 +276,13 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def install(app: Starlette, policy: SecurityPolicy) -> None:
+def install(app: Starlette, policy: SecurityPolicy, *, exempt: tuple[str, ...] = ()) -> None:
     """Add the security middlewares to the gateway's app and map refusals to responses.
 
     Order (outermost first): body size (413) → keys (401) → the app. The drain
     middleware, when used, goes outside these (``DrainMiddleware(app, state)``).
+    Paths under an ``exempt`` prefix get no body limit (the mounted workbench
+    takes uploads and checks their size itself).
     """
 
     async def handle(request: Request, exc: Exception) -> Response:
@@ -279,7 +291,7 @@ def install(app: Starlette, policy: SecurityPolicy) -> None:
 
     app.add_exception_handler(RequestRejectedError, handle)
     app.add_middleware(AuthMiddleware, policy=policy)
-    app.add_middleware(BodySizeLimit, max_bytes=policy.rules.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=policy.rules.max_body_bytes, exempt=exempt)
 
 
 def check_bind(host: str, *, keys_configured: bool, allow_open: bool) -> str | None:

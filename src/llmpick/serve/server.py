@@ -9,11 +9,9 @@ requests 503, streams in flight finish up to ``drain_deadline_s``), then exit 0.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI
 
 from llmpick.backends.bundled import BUNDLED_MODELS
 from llmpick.backends.pool import ModelPool
@@ -26,8 +24,9 @@ from llmpick.serve.requestlog import RequestLog
 from llmpick.serve.routing import RouteTable, load_route_table, train_classifier
 from llmpick.serve.security import SecurityPolicy
 from llmpick.store import open_store
+from llmpick.ui import Workbench
 
-__all__ = ["build_gateway", "explain_routes", "run_gateway"]
+__all__ = ["build_gateway", "build_workbench", "explain_routes", "run_gateway"]
 
 
 def build_gateway(context: Context, config: GatewayConfig) -> Gateway:
@@ -58,6 +57,23 @@ def build_gateway(context: Context, config: GatewayConfig) -> Gateway:
     )
 
 
+def build_workbench(gateway: Gateway, prefix: str = "/ui") -> Workbench:
+    """The workbench for ``llmpick serve --ui``: the gateway's store, pool and keys.
+
+    A valid gateway key logs in; while no key exists the pages answer only
+    clients on this machine.
+    """
+    policy = gateway.policy
+    return Workbench(
+        gateway.context,
+        gateway.config.db,
+        prefix=prefix,
+        key_check=policy.key_owner if policy is not None else None,
+        keys_required=policy.keys_required if policy is not None else None,
+        pool=gateway.pool,
+    )
+
+
 def explain_routes(table: RouteTable) -> list[dict[str, Any]]:
     """One row per category: the model, its score and interval, the runner-up, why."""
     rows: list[dict[str, Any]] = []
@@ -84,13 +100,11 @@ def run_gateway(
     gateway: Gateway,
     *,
     drain_deadline_s: float = 30.0,
-    mount: Callable[[FastAPI], None] | None = None,
+    workbench: Workbench | None = None,
     log_level: str = "warning",
 ) -> None:
-    """Serve until SIGTERM/SIGINT, draining first."""
-    app = create_app(gateway)
-    if mount is not None:
-        mount(app)
+    """Serve until SIGTERM/SIGINT, draining first (with the workbench when given)."""
+    app = create_app(gateway, workbench)
     state = DrainState()
     config = uvicorn.Config(
         DrainMiddleware(app, state),

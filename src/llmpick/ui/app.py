@@ -19,20 +19,25 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query, Request, Response
-from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse
 from jinja2 import Environment, PackageLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmpick.backends.bundled import BUNDLED_MODELS
+from llmpick.backends.pool import ModelPool
 from llmpick.errors import LlmpickError
 from llmpick.evaluate.dataset import read_records
 from llmpick.evaluate.results import (
     EvalResult,
-    cell_rows,
-    rows_to_csv,
-    side_by_side,
     summarize,
 )
 from llmpick.store import DEFAULT_DB, Store, open_store
+from llmpick.ui.export import add_export_routes
 from llmpick.ui.grid import GridFilter, grid_page
 from llmpick.ui.jobs import Jobs
 from llmpick.ui.models import (
@@ -47,7 +52,14 @@ from llmpick.ui.models import (
     VoteResult,
     VoteTask,
 )
-from llmpick.ui.security import KeyCheck, csrf_token, require_csrf
+from llmpick.ui.security import (
+    KeyCheck,
+    KeysRequired,
+    csrf_token,
+    is_loopback,
+    key_owner,
+    require_csrf,
+)
 from llmpick.ui.sheets import WorkbenchStore
 from llmpick.ui.votes import cast_vote, human_ranking, next_vote
 
@@ -61,7 +73,14 @@ _PAGE_ROWS = 50
 
 
 class Workbench:
-    """What the workbench's routes share: the store, the jobs, the templates."""
+    """What the workbench's routes share: the store, the jobs, the templates.
+
+    ``pool``: the model pool its columns run on (the gateway's, so the page and
+    the API share one loaded model); without one the workbench opens its own.
+    ``key_check``: with it, every route needs a key it accepts; ``keys_required``
+    then says whether keys exist yet — while none does, the page answers only
+    clients on this machine (loopback) and asks for no login.
+    """
 
     def __init__(
         self,
@@ -69,12 +88,16 @@ class Workbench:
         db_path: Path | str = DEFAULT_DB,
         prefix: str = "",
         key_check: KeyCheck | None = None,
+        *,
+        pool: ModelPool | None = None,
+        keys_required: KeysRequired | None = None,
     ) -> None:
         self.context = context
         self.db_path = Path(db_path)
         self.prefix = prefix.rstrip("/")
         self.key_check = key_check
-        self.jobs = Jobs(context, self.db_path)
+        self.keys_required = keys_required
+        self.jobs = Jobs(context, self.db_path, pool)
         self._store: Store | None = None
         self.rng = random.Random()
         self._summaries: dict[tuple[str, int, int], EvalResult] = {}
@@ -171,19 +194,20 @@ def workbench_router(workbench: Workbench) -> APIRouter:
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index(request: Request) -> HTMLResponse:
-        return w.render(request, "index.html", sheets=w.wb.list_sheets())
+        return w.render(
+            request, "index.html", sheets=w.wb.list_sheets(), datasets=w.wb.used_datasets()
+        )
 
-    @router.get("/static/{name}", include_in_schema=False)
-    async def static(name: str) -> Response:
-        path = _STATIC / name
-        if "/" in name or path.suffix not in _STATIC_TYPES or not path.is_file():
-            raise HTTPException(404, "not found")
-        return Response(path.read_bytes(), media_type=_STATIC_TYPES[path.suffix])
+    @router.post("/api/sheets/from-run/{run_id}", dependencies=csrf)
+    async def sheet_from_run(run_id: str) -> SheetInfo:
+        return w.wb.get_sheet(w.wb.sheet_from_run(run_id))
 
     @router.post("/api/sheets", dependencies=csrf)
     async def upload(request: Request, filename: str = Query(min_length=1)) -> SheetInfo:
-        body = await request.body()
-        if len(body) > MAX_UPLOAD_BYTES:
+        length = request.headers.get("content-length", "")
+        declared = int(length) if length.isdigit() else 0
+        body = await request.body() if declared <= MAX_UPLOAD_BYTES else b""
+        if max(declared, len(body)) > MAX_UPLOAD_BYTES:
             raise HTTPException(413, f"the file is larger than {MAX_UPLOAD_BYTES} bytes")
         suffix = Path(filename).suffix.lower()
         with tempfile.TemporaryDirectory() as tmp:
@@ -214,6 +238,8 @@ def workbench_router(workbench: Workbench) -> APIRouter:
 
     @router.post("/api/sheets/{sheet_id}/settings", dependencies=csrf)
     async def settings(sheet_id: str, body: SheetSettings) -> SheetInfo:
+        if "columns" not in body.model_fields_set:  # the form leaves columns' own settings be
+            body.columns = w.wb.get_sheet(sheet_id).settings.columns
         await w.jobs.stop(sheet_id)
         w.wb.update_settings(sheet_id, body)
         return w.wb.get_sheet(sheet_id)
@@ -226,8 +252,21 @@ def workbench_router(workbench: Workbench) -> APIRouter:
             from llmpick.evaluate.scoring import parse_scorers
 
             parse_scorers([body.spec])
+        own = body.settings if body.settings is not None and not body.settings.is_empty() else None
+        if own is not None and body.kind != "model":
+            raise HTTPException(400, "only model columns have their own template and sampling")
+        if own is not None and own.template:
+            w.wb.column_prompts(sheet_id, own.template)  # a bad template fails here
+        if body.judge_model:
+            w.context.resolve(body.judge_model)
         await w.jobs.stop(sheet_id)
         w.wb.add_column(sheet_id, body.kind, body.spec)
+        if own is not None or body.judge_model:
+            settings = w.wb.get_sheet(sheet_id).settings
+            if own is not None:
+                settings.columns[body.spec] = own
+            settings.judge_model = body.judge_model or settings.judge_model
+            w.wb.update_settings(sheet_id, settings)
         sheet = w.wb.get_sheet(sheet_id)
         w.jobs.start(sheet, w.wb)
         return sheet
@@ -285,37 +324,8 @@ def workbench_router(workbench: Workbench) -> APIRouter:
     async def ranking(sheet_id: str) -> HumanRanking:
         return human_ranking(w.wb, w.wb.get_sheet(sheet_id))
 
-    @router.get("/sheets/{sheet_id}/export.csv", include_in_schema=False)
-    async def export_csv(sheet_id: str) -> PlainTextResponse:
-        run_id = _run_of(w.wb, sheet_id)
-        return PlainTextResponse(
-            rows_to_csv(side_by_side(w.wb.store, run_id)),
-            media_type="text/csv",
-            headers={"content-disposition": f'attachment; filename="{run_id}.csv"'},
-        )
-
-    @router.get("/sheets/{sheet_id}/export.jsonl", include_in_schema=False)
-    async def export_jsonl(sheet_id: str) -> PlainTextResponse:
-        run_id = _run_of(w.wb, sheet_id)
-        lines = [
-            json.dumps({"schema_version": SCHEMA_VERSION, "run_id": run_id, **cell},
-                       ensure_ascii=False)
-            for cell in cell_rows(w.wb.store, run_id)
-        ]  # fmt: skip
-        return PlainTextResponse(
-            "".join(line + "\n" for line in lines),
-            media_type="application/x-ndjson",
-            headers={"content-disposition": f'attachment; filename="{run_id}.jsonl"'},
-        )
-
+    add_export_routes(router, w)
     return router
-
-
-def _run_of(wb: WorkbenchStore, sheet_id: str) -> str:
-    run_id = wb.get_sheet(sheet_id).run_id
-    if run_id is None:
-        raise HTTPException(409, "nothing to export yet: add a model column")
-    return run_id
 
 
 def _categories(wb: WorkbenchStore, sheet: SheetInfo) -> list[str]:
@@ -340,10 +350,18 @@ def _login(w: Workbench) -> Any:
     async def check(request: Request) -> None:
         if w.key_check is None:
             return
+        if w.keys_required is not None and not await w.keys_required():
+            if not is_loopback(request.client.host if request.client else None):
+                raise HTTPException(
+                    403,
+                    "no API key exists yet, so the workbench answers only this machine:"
+                    " create one with 'llmpick keys create --name NAME' and log in with it",
+                )
+            return
         header = request.headers.get("authorization", "")
         key = header[7:] if header.lower().startswith("bearer ") else None
         key = key or request.cookies.get("llmpick_key")
-        user = w.key_check(key) if key else None
+        user = await key_owner(w.key_check, key) if key else None
         if user is None:
             if request.method == "GET" and "/api/" not in request.url.path:
                 raise HTTPException(303, "log in", headers={"location": f"{w.prefix}/login"})
@@ -353,27 +371,64 @@ def _login(w: Workbench) -> Any:
     return check
 
 
-def _error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(LlmpickError)
-    async def library_error(request: Request, exc: LlmpickError) -> JSONResponse:
+def _error_handlers(app: FastAPI, prefix: str) -> None:
+    """The workbench's error answers under ``prefix``; the app's own everywhere else.
+
+    On the gateway, ``/v1`` keeps its OpenAI-shaped errors, while the pages keep
+    their redirects (an ``HTTPException`` with headers) and short JSON errors.
+    """
+    before = dict(app.exception_handlers)
+
+    def ours(request: Request) -> bool:
+        path = request.url.path
+        return not prefix or path == prefix or path.startswith(prefix + "/")
+
+    def handler(kind: type[Exception], answer: Any) -> None:
+        other = before.get(kind)
+
+        async def handle(request: Request, exc: Exception) -> Response:
+            if ours(request) or other is None:
+                return await answer(request, exc)
+            return await other(request, exc)
+
+        app.add_exception_handler(kind, handle)
+
+    async def library_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, LlmpickError)
         return JSONResponse(
             {"schema_version": SCHEMA_VERSION, "error": exc.one_line()}, status_code=400
         )
 
+    handler(LlmpickError, library_error)
+    handler(StarletteHTTPException, http_exception_handler)
+    handler(RequestValidationError, request_validation_exception_handler)
+
 
 def login_router(workbench: Workbench) -> APIRouter:
-    """``/login``: a key typed in the page becomes an HttpOnly, SameSite=Strict cookie."""
+    """What needs no login: the vendored static files, and ``/login``.
+
+    A key typed in the login page becomes an HttpOnly, SameSite=Strict cookie.
+    """
     w = workbench
     router = APIRouter()
 
+    @router.get("/static/{name}", include_in_schema=False)
+    async def static(name: str) -> Response:
+        path = _STATIC / name
+        if "/" in name or path.suffix not in _STATIC_TYPES or not path.is_file():
+            raise HTTPException(404, "not found")
+        return Response(path.read_bytes(), media_type=_STATIC_TYPES[path.suffix])
+
     @router.get("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login_page(request: Request) -> HTMLResponse:
+        if w.key_check is None:
+            raise HTTPException(404, "this workbench has no login: it is open")
         return w.render(request, "login.html")
 
     @router.post("/api/login", dependencies=[Depends(require_csrf)], include_in_schema=False)
     async def login(request: Request) -> JSONResponse:
         key = (await request.body()).decode("utf-8", "replace").strip()
-        user = w.key_check(key) if w.key_check is not None and key else None
+        user = await key_owner(w.key_check, key) if w.key_check is not None and key else None
         if user is None:
             raise HTTPException(401, "that key is not valid")
         response = JSONResponse({"schema_version": SCHEMA_VERSION, "user": user})
@@ -385,23 +440,23 @@ def login_router(workbench: Workbench) -> APIRouter:
 
 def mount_workbench(app: FastAPI, workbench: Workbench) -> None:
     """Add the workbench's routes to ``app`` under ``workbench.prefix``."""
-    if workbench.key_check is not None:
-        app.include_router(login_router(workbench), prefix=workbench.prefix)
+    app.include_router(login_router(workbench), prefix=workbench.prefix)
     app.include_router(workbench_router(workbench), prefix=workbench.prefix)
-    _error_handlers(app)
+    _error_handlers(app, workbench.prefix)
 
 
 def create_ui_app(
     context: Any | None = None,
     db_path: Path | str = DEFAULT_DB,
     key_check: KeyCheck | None = None,
+    keys_required: KeysRequired | None = None,
 ) -> FastAPI:
-    """The standalone workbench app of ``llmpick ui``."""
+    """The standalone workbench app of ``llmpick ui`` (see :class:`Workbench`)."""
     if context is None:
         from llmpick.context import Context
 
         context = Context()
-    workbench = Workbench(context, db_path, key_check=key_check)
+    workbench = Workbench(context, db_path, key_check=key_check, keys_required=keys_required)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

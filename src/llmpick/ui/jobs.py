@@ -5,18 +5,27 @@ sheet's model columns and scorers, unchanged — so a stopped job, a crashed
 server or a new column all resume the same way the CLI does: finished cells
 stay in the run, cached generations are reused, only what is missing runs.
 The page polls :meth:`Jobs.progress`, read from the store.
+
+Models run in a :class:`~llmpick.backends.pool.ModelPool`: the gateway's when
+the workbench is mounted on it (``llmpick serve --ui``: the page and the API
+share one loaded model), else the workbench's own. Either way a model opens
+once and stays open across the sheet's runs (adding a column restarts the run
+with every column); the workbench closes only a pool it opened.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from pathlib import Path
 from typing import Any
 
 from llmpick.backends.base import SamplingParams
+from llmpick.backends.pool import ModelPool, PoolOptions
 from llmpick.errors import LlmpickError
 from llmpick.evaluate import RunOptions, arun_eval
+from llmpick.evaluate.runner import ModelOverride
 from llmpick.evaluate.scorers.pairwise import pairwise_compare
 from llmpick.evaluate.scoring import CachedJudge
 from llmpick.store import open_store
@@ -25,13 +34,18 @@ from llmpick.ui.sheets import WorkbenchStore
 
 __all__ = ["Jobs"]
 
+_MAX_QUEUE = 1024
+
 
 class Jobs:
     """The running jobs of one workbench (one per sheet at most)."""
 
-    def __init__(self, context: Any, db_path: Path) -> None:
-        self.context = SharingContext(context)
+    def __init__(self, context: Any, db_path: Path, pool: ModelPool | None = None) -> None:
+        self.context = context
         self.db_path = db_path
+        self._own_pool = pool is None
+        # a sheet queues at most its rows x columns; the runner keeps few in flight
+        self.pool = pool or ModelPool(context, PoolOptions(max_queue=_MAX_QUEUE))
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.failures: dict[str, str] = {}
 
@@ -46,10 +60,13 @@ class Jobs:
             return
         self.failures.pop(sheet.id, None)
         dataset = wb.dataset(sheet.id)
-        task = asyncio.get_running_loop().create_task(self._run(sheet, dataset))
+        overrides = _overrides(wb, sheet)
+        task = asyncio.get_running_loop().create_task(self._run(sheet, dataset, overrides))
         self.tasks[sheet.id] = task
 
-    async def _run(self, sheet: SheetInfo, dataset: Any) -> None:
+    async def _run(
+        self, sheet: SheetInfo, dataset: Any, overrides: dict[str, ModelOverride]
+    ) -> None:
         s = sheet.settings
         params = SamplingParams(max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed)
         judges = [c.spec for c in sheet.columns if c.kind == "pairwise"]
@@ -63,7 +80,10 @@ class Jobs:
                 scorers=list(sheet.scorers) or None,
                 params=params,
                 db_path=self.db_path,
-                options=RunOptions(judge=judge if (needs_judge or judges) else None),
+                options=RunOptions(
+                    judge=judge if (needs_judge or judges) else None, overrides=overrides
+                ),
+                pool=self.pool,
             )
             for judge_model in judges:
                 await self._pairwise(sheet, dataset, judge_model)
@@ -76,10 +96,9 @@ class Jobs:
 
     async def _pairwise(self, sheet: SheetInfo, dataset: Any, judge_model: str) -> None:
         """Ask the judge to compare every two model columns (both orders), keep the verdicts."""
-        backend = self.context.open_backend(judge_model)
-        lock = asyncio.Lock()
+        model = await self.pool.open(judge_model)
         with open_store(self.db_path) as store:
-            judge = CachedJudge(backend, store, lambda: lock)
+            judge = CachedJudge(model, store)
             wb = WorkbenchStore(store)
             run_id = wb.current_run(sheet.id)
             outputs: dict[str, dict[str, str]] = {}
@@ -102,10 +121,11 @@ class Jobs:
                 await task
 
     async def aclose(self) -> None:
-        """Stop every job (server shutdown) and close the models."""
+        """Stop every job (server shutdown); close the models if the pool is ours."""
         for sheet_id in list(self.tasks):
             await self.stop(sheet_id)
-        await self.context.aclose()
+        if self._own_pool:
+            await self.pool.aclose()
 
     def progress(self, wb: WorkbenchStore, sheet: SheetInfo) -> Progress:
         """Cells done out of the cells the sheet's columns need."""
@@ -145,57 +165,25 @@ class Jobs:
 
     @staticmethod
     def _run_models(wb: WorkbenchStore, run_id: str) -> list[str]:
-        import json
-
         row = wb.db.execute("SELECT models FROM runs WHERE id = ?", (run_id,)).fetchone()
         return [m["name"] for m in json.loads(row[0])] if row else []
 
 
-class _Shared:
-    """A backend kept open across the sheet's runs: the runner's ``aclose`` is a no-op."""
-
-    def __init__(self, backend: Any) -> None:
-        self._backend = backend
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._backend, name)
-
-    async def aclose(self) -> None:
-        """Kept open: :meth:`SharingContext.aclose` closes it with the workbench."""
-
-
-class SharingContext:
-    """A :class:`llmpick.context.Context` that opens each model once for all runs.
-
-    Adding a column restarts the run with every column; without this, each
-    restart would load every model again. (The model pool of ``backends/``
-    is the general form of this; the workbench keeps its own until the runner
-    takes models from the pool.)
-    """
-
-    def __init__(self, context: Any) -> None:
-        self.context = context
-        self.settings = context.settings
-        self._open: dict[str, _Shared] = {}
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.context, name)
-
-    def resolve(self, spec: str) -> Any:
-        """Resolve a model spec (unchanged)."""
-        return self.context.resolve(spec)
-
-    def open_backend(self, spec: Any) -> Any:
-        """Open the model once; later runs get the same backend."""
-        resolved = self.context.resolve(spec) if isinstance(spec, str) else spec
-        key = resolved.model_dump_json()
-        if key not in self._open:
-            self._open[key] = _Shared(self.context.open_backend(resolved))
-        return self._open[key]
-
-    async def aclose(self) -> None:
-        """Close every model opened."""
-        for shared in self._open.values():
-            with contextlib.suppress(Exception):
-                await shared._backend.aclose()
-        self._open.clear()
+def _overrides(wb: WorkbenchStore, sheet: SheetInfo) -> dict[str, ModelOverride]:
+    """The model columns asked with their own template or sampling, for the runner."""
+    s = sheet.settings
+    found: dict[str, ModelOverride] = {}
+    for name in sheet.models:
+        own = s.columns.get(name)
+        if own is None or own.is_empty():
+            continue
+        params = None
+        if own.max_tokens is not None or own.temperature is not None:
+            params = SamplingParams(
+                max_tokens=own.max_tokens or s.max_tokens,
+                temperature=s.temperature if own.temperature is None else own.temperature,
+                seed=s.seed,
+            )
+        messages = wb.column_prompts(sheet.id, own.template) if own.template else None
+        found[name] = ModelOverride(messages=messages, params=params)
+    return found

@@ -16,6 +16,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "AddColumn",
     "ColumnInfo",
+    "ColumnSettings",
     "GridCell",
     "GridPage",
     "GridRow",
@@ -25,6 +26,7 @@ __all__ = [
     "SheetInfo",
     "SheetSettings",
     "SummaryView",
+    "UsedDataset",
     "VoteCast",
     "VoteResult",
     "VoteTask",
@@ -39,6 +41,21 @@ Verdict = Literal["left", "right", "tie", "both_bad"]
 
 class _Api(BaseModel):
     schema_version: int = SCHEMA_VERSION
+
+
+class ColumnSettings(BaseModel):
+    """A model column's own prompt template and sampling, over the sheet's (None: the sheet's)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: ``{column}`` placeholders or Jinja2, rendered per row into the user message
+    template: str | None = Field(default=None, max_length=20_000)
+    max_tokens: int | None = Field(default=None, ge=1, le=8192)
+    temperature: float | None = Field(default=None, ge=0.0, le=2.0)
+
+    def is_empty(self) -> bool:
+        """Whether the column is asked like the sheet's other columns."""
+        return self.template is None and self.max_tokens is None and self.temperature is None
 
 
 class SheetSettings(BaseModel):
@@ -56,6 +73,8 @@ class SheetSettings(BaseModel):
     seed: int | None = 0
     #: the model that grades ``judge`` scorer columns (pairwise columns name their own)
     judge_model: str | None = None
+    #: model columns asked with their own template or sampling, by model name
+    columns: dict[str, ColumnSettings] = Field(default_factory=dict)
 
 
 class ColumnInfo(BaseModel):
@@ -64,6 +83,8 @@ class ColumnInfo(BaseModel):
     position: int
     kind: ColumnKind
     spec: str
+    #: a model column's own template and sampling (None: the sheet's)
+    settings: ColumnSettings | None = None
 
 
 class AddColumn(BaseModel):
@@ -73,6 +94,10 @@ class AddColumn(BaseModel):
 
     kind: ColumnKind
     spec: str = Field(min_length=1, max_length=2000)
+    #: model columns only: its own prompt template and sampling
+    settings: ColumnSettings | None = None
+    #: a ``judge`` scorer column: the model that grades (becomes the sheet's judge model)
+    judge_model: str | None = Field(default=None, max_length=2000)
 
 
 class SheetInfo(_Api):
@@ -96,6 +121,16 @@ class SheetInfo(_Api):
     def scorers(self) -> list[str]:
         """Scorer specs of the scorer columns, in order."""
         return [c.spec for c in self.columns if c.kind == "scorer"]
+
+
+class UsedDataset(BaseModel):
+    """A dataset an earlier evaluation run used (its newest run): a sheet can start from it."""
+
+    run_id: str
+    dataset: str
+    created_at: str
+    n_rows: int
+    models: list[str]
 
 
 class Progress(_Api):

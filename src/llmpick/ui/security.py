@@ -9,18 +9,47 @@ another site can neither read nor set. Compared in constant time.
 from __future__ import annotations
 
 import hmac
+import inspect
+import ipaddress
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from fastapi import HTTPException, Request, Response
 
-__all__ = ["CSRF_COOKIE", "CSRF_HEADER", "KeyCheck", "csrf_token", "require_csrf"]
+__all__ = [
+    "CSRF_COOKIE",
+    "CSRF_HEADER",
+    "KeyCheck",
+    "KeysRequired",
+    "csrf_token",
+    "is_loopback",
+    "key_owner",
+    "require_csrf",
+]
 
 CSRF_COOKIE = "llmpick_csrf"
 CSRF_HEADER = "x-csrf-token"
 
-#: checks an API key and returns who it belongs to (None: not a valid key)
-KeyCheck = Callable[[str], str | None]
+#: checks an API key and returns who it belongs to (None: not a valid key); may be async
+KeyCheck = Callable[[str], str | Awaitable[str | None] | None]
+#: whether any key exists now; while none does, only loopback clients are served
+KeysRequired = Callable[[], Awaitable[bool]]
+
+
+async def key_owner(check: KeyCheck, key: str) -> str | None:
+    """Who ``key`` belongs to by ``check`` (sync or async), or None."""
+    found = check(key)
+    if inspect.isawaitable(found):
+        found = await found
+    return found
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether a client address is this machine (127.0.0.0/8, ::1)."""
+    try:
+        return ipaddress.ip_address(host or "").is_loopback
+    except ValueError:
+        return False
 
 
 def csrf_token(request: Request, response: Response) -> str:

@@ -15,10 +15,11 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
+from llmpick.backends.base import Message
 from llmpick.errors import DataError, UsageError
 from llmpick.evaluate.dataset import ColumnMapping, Dataset, build_rows
 from llmpick.store import Store
-from llmpick.ui.models import ColumnInfo, SheetInfo, SheetSettings
+from llmpick.ui.models import ColumnInfo, SheetInfo, SheetSettings, UsedDataset
 
 __all__ = ["WorkbenchStore", "dataset_source"]
 
@@ -83,6 +84,38 @@ class WorkbenchStore:
         )
         return sheet_id
 
+    def used_datasets(self, limit: int = 20) -> list[UsedDataset]:
+        """Datasets that evaluation runs (not sheets) used, newest run of each first."""
+        rows = self.db.execute(
+            "SELECT r.id, r.dataset, r.created_at, r.models,"
+            " (SELECT count(*) FROM run_rows WHERE run_id = r.id) FROM runs r"
+            " WHERE r.dataset NOT LIKE 'workbench:%' AND r.rowid = (SELECT max(rowid) FROM runs"
+            "  WHERE dataset = r.dataset) ORDER BY r.created_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [
+            UsedDataset(run_id=r[0], dataset=r[1], created_at=r[2], n_rows=r[4],
+                        models=[m["name"] for m in json.loads(r[3])])
+            for r in rows
+        ]  # fmt: skip
+
+    def sheet_from_run(self, run_id: str) -> str:
+        """A new sheet holding the rows an earlier run asked (its prompts as they were sent)."""
+        run = self.store.get_run(run_id)
+        records = []
+        for row in self.store.get_rows(run.id):
+            asked = [m["content"] for m in row.messages if m.get("role") == "user"]
+            records.append({**row.data, "id": row.row_id, "prompt": asked[-1] if asked else "",
+                            "expected": row.expected, "category": row.category})  # fmt: skip
+        has = {k for r in records for k, v in r.items() if v not in (None, "")}
+        settings = SheetSettings(
+            prompt="prompt",
+            expected="expected" if "expected" in has else None,
+            category="category" if "category" in has else None,
+        )
+        name = f"{run.dataset.replace(chr(92), '/').rsplit('/', 1)[-1]} (run {run.id[:8]})"
+        return self.create_sheet(name, records, settings)
+
     def list_sheets(self) -> list[SheetInfo]:
         """Every sheet, newest first."""
         ids = [r[0] for r in self.db.execute("SELECT id FROM workbench_sheets ORDER BY rowid DESC")]
@@ -107,13 +140,17 @@ class WorkbenchStore:
                 (sheet_id,),
             )
         ]
+        settings = SheetSettings.model_validate_json(row["mapping"])
+        for c in columns:
+            if c.kind == "model" and c.spec in settings.columns:
+                c.settings = settings.columns[c.spec]
         return SheetInfo(
             id=row["id"],
             name=row["name"],
             created_at=row["created_at"],
             n_rows=row["n"],
             data_columns=(row["keys"] or "").split("\x1f") if row["keys"] else [],
-            settings=SheetSettings.model_validate_json(row["mapping"]),
+            settings=settings,
             columns=columns,
             run_id=self.current_run(sheet_id),
         )
@@ -152,6 +189,13 @@ class WorkbenchStore:
             rows=rows,
             expected_column=expected,
         )
+
+    def column_prompts(self, sheet_id: str, template: str) -> list[list[Message]]:
+        """Each row's messages with ``template`` instead of the sheet's (a column's own)."""
+        sheet = self.get_sheet(sheet_id)
+        settings = sheet.settings.model_copy(update={"template": template})
+        dataset = self.dataset(sheet_id, self.records(sheet_id), settings, sheet.name)
+        return [row.messages for row in dataset.rows]
 
     def update_settings(self, sheet_id: str, settings: SheetSettings) -> None:
         """Change the mapping, template or sampling (the next run uses them)."""

@@ -27,6 +27,36 @@ _ARG_SPLIT = re.compile(rf",\s*(?={_IDENTIFIER}\s*=)")
 _EXPECTED_COLUMNS = ("expected", "answer", "reference", "target")
 
 
+_ARG_NAME = re.compile(rf"\s*{_IDENTIFIER}\s*=\s*")
+
+
+def _split_args(rest: str) -> list[str]:
+    """``ARG=VAL,…`` into ``ARG=VAL`` parts; a value in JSON quotes may hold anything.
+
+    Unquoted values end at a comma followed by ``NAME=``; a value that starts
+    with ``"`` ends where its JSON string does (``rubric="Correct, brief=short?"``).
+    """
+    parts: list[str] = []
+    pos = 0
+    while pos < len(rest):
+        name = _ARG_NAME.match(rest, pos)
+        end = None
+        if name is not None and rest.startswith('"', name.end()):
+            try:
+                _value, end = json.JSONDecoder().raw_decode(rest, name.end())
+            except ValueError:
+                end = None
+        if end is not None and (end == len(rest) or rest[end:].lstrip().startswith(",")):
+            parts.append(rest[pos:end])
+            comma = rest.find(",", end)
+            pos = len(rest) if comma < 0 else comma + 1
+            continue
+        split = _ARG_SPLIT.search(rest, pos)
+        parts.append(rest[pos : split.start() if split else len(rest)])
+        pos = split.end() if split else len(rest)
+    return parts
+
+
 def _parse_value(text: str) -> Any:
     stripped = text.strip()
     if stripped.lower() in {"true", "false"}:
@@ -53,7 +83,7 @@ def parse_scorer_spec(text: str) -> ScorerSpec:
         raise ScorerError(f"empty scorer name in {text!r}", "use NAME[:ARG=VAL,...]")
     args: dict[str, Any] = {}
     if rest.strip():
-        for part in _ARG_SPLIT.split(rest.strip()):
+        for part in _split_args(rest.strip()):
             key, sep, value = part.partition("=")
             key = key.strip()
             if not sep or not re.fullmatch(_IDENTIFIER, key):

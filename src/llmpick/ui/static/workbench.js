@@ -45,6 +45,15 @@ function fmt(x, digits = 2) {
 // -- start page -----------------------------------------------------------------------
 
 function initIndex() {
+  for (const used of document.querySelectorAll("button.from-run")) {
+    used.addEventListener("click", async () => {
+      try {
+        const sheet = await api("/api/sheets/from-run/" + encodeURIComponent(used.dataset.run),
+          { method: "POST" });
+        window.location.href = BASE + "/sheets/" + encodeURIComponent(sheet.id);
+      } catch (error) { toast(error.message); }
+    });
+  }
   const button = document.getElementById("upload-button");
   if (!button) return;
   button.addEventListener("click", async () => {
@@ -184,14 +193,27 @@ function initSheet() {
   const sheet = document.body.dataset.sheet;
   const addColumn = (kind) => async (event) => {
     event.preventDefault();
+    const fields = event.target.elements;
+    const body = fields.rubric  // the judge form: the rubric as a JSON string argument
+      ? { kind, spec: "judge:rubric=" + JSON.stringify(fields.rubric.value.trim()),
+          judge_model: fields.judge_model.value.trim() }
+      : { kind, spec: fields.spec.value.trim() };
+    if (kind === "model") {  // the column's own template and sampling, where given
+      const own = {
+        template: fields.template.value.trim() || null,
+        max_tokens: fields.max_tokens.value === "" ? null : Number(fields.max_tokens.value),
+        temperature: fields.temperature.value === "" ? null : Number(fields.temperature.value),
+      };
+      if (own.template !== null || own.max_tokens !== null || own.temperature !== null) body.settings = own;
+    }
     try {
-      await api("/api/sheets/" + sheet + "/columns",
-        { method: "POST", json: { kind, spec: event.target.elements.spec.value.trim() } });
+      await api("/api/sheets/" + sheet + "/columns", { method: "POST", json: body });
       window.location.reload();
     } catch (error) { toast(error.message); }
   };
   document.getElementById("add-model").addEventListener("submit", addColumn("model"));
   document.getElementById("add-scorer").addEventListener("submit", addColumn("scorer"));
+  document.getElementById("add-judge").addEventListener("submit", addColumn("scorer"));
   document.getElementById("add-pairwise").addEventListener("submit", addColumn("pairwise"));
   document.getElementById("settings-form").addEventListener("submit", async (event) => {
     event.preventDefault();
