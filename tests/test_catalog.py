@@ -233,3 +233,19 @@ def test_search(catalog: Catalog) -> None:
 def test_dates_are_dates(catalog: Catalog) -> None:
     for card in catalog.cards:
         assert card.release_date is None or isinstance(card.release_date, dt.date)
+
+
+def test_issue14_findings_corrected(catalog: Catalog) -> None:
+    # Qwen2 report, Table 1: 4.5T tokens for 57B-A14B (7T is the dense models' figure).
+    tokens = catalog.get("Qwen/Qwen2-57B-A14B-Instruct").training_tokens
+    assert tokens is not None and tokens.value == 4_500_000_000_000
+    # Meta Llama 3 licence: 1.b.v and the "Llama 3" naming / "Built with Meta Llama 3" clause.
+    terms = " ".join(catalog.get("Meta-Llama-3-8B-Instruct").license.restrictions)
+    assert "improve any other large language model" in terms
+    assert '"Llama 3"' in terms and "Built with Meta Llama 3" in terms
+    # Context is the total window; the input cap is its own field.
+    translate = catalog.get("command-a-translate").context
+    assert (translate.max, translate.max_input_tokens) == (16384, 8192)
+    # A date is the revision of the source holding the value (October 2024 card for 48.0).
+    math = next(b for b in catalog.get("llama-3.2-3b-instruct").scores("math"))
+    assert (math.value, str(math.date)) == (48.0, "2024-10-24")

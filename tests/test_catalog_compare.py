@@ -83,9 +83,57 @@ def test_unknown_id_is_one_line_with_suggestions() -> None:
 def test_rows_flag_only_real_disagreements() -> None:
     catalog = load_catalog()
     rows = {r.label: r for r in compare_rows([catalog.get("qwen2.5-7b-instruct")])}
-    # Two sources agreeing (84.8 and 84.8) raise no flag.
-    assert rows["humaneval"].flag is None
-    assert rows["ifeval"].flag is not None  # 71.2 (Qwen) vs 87.0 (quoted)
+    # Two sources agreeing (84.8 and 84.8) raise no disagreement flag.
+    assert "differ" not in (rows["humaneval"].flag or "")
+    assert "differ" in (rows["ifeval"].flag or "")  # 71.2 (Qwen) vs 87.0 (quoted)
+
+
+# Issue 14: third-party figures that the maker's own table contradicts, and the maker's figure.
+CONTRADICTED = [
+    ("llama-3.1-8b-instruct", "mmlu", 77.5),
+    ("llama-3.1-8b-instruct", "gpqa-diamond", 51.0),
+    ("llama-3.1-8b-instruct", "ifeval", 89.0),
+    ("llama-3.1-8b-instruct", "humaneval", 80.5),
+    ("llama-3.1-8b-instruct", "math", 69.9),
+    ("qwen2.5-7b-instruct", "ifeval", 87.0),
+    ("qwen2.5-coder-7b-instruct", "mbpp", 92.7),
+]
+
+
+@pytest.mark.parametrize(("model", "benchmark", "value"), CONTRADICTED)
+def test_contradicted_third_party_figures_stay_visible_and_flagged(
+    model: str, benchmark: str, value: float
+) -> None:
+    card = load_catalog().get(model)
+    third = next(b for b in card.scores(benchmark) if b.value == value)
+    assert third.origin == "third-party" and not third.verified
+    assert card.contradicting(third), "the maker's own figure must be in the card"
+    row = next(r for r in compare_rows([card]) if r.label == benchmark)
+    assert "contradicted by the maker's" in row.cells[card.id]
+    assert "contradicts the maker's" in (row.flag or "")
+
+
+def test_compare_marks_unverified_architecture_and_figures() -> None:
+    catalog = load_catalog()
+    unchecked = next(c for c in catalog if not c.architecture.verified)
+    rows = {r.label: r for r in compare_rows([unchecked])}
+    assert rows["checked against config.json"].cells[unchecked.id] == "unverified"
+    assert rows["checked against config.json"].flag
+    card = catalog.get("llama-3.1-8b-instruct")
+    cell = next(r for r in compare_rows([card]) if r.label == "livecodebench").cells[card.id]
+    assert "22 (" in cell and "unverified" in cell.split("22 (", 1)[1]
+
+
+def test_catalog_stats_table_and_json() -> None:
+    result = run("catalog", "--stats", "-f", "json")
+    assert result.returncode == 0, result.stderr
+    stats = json.loads(result.stdout)
+    assert stats["cards"] == len(load_catalog())
+    assert stats["fields"] == sum(k["fields"] for k in stats["kinds"])
+    assert 0 <= stats["share_verified"] <= 1
+    assert {k["kind"] for k in stats["kinds"]} == {"architecture", "benchmark"}
+    table = run("catalog", "--stats")
+    assert table.returncode == 0 and "share verified" in table.stdout
 
 
 @pytest.mark.parametrize("fmt", ["json", "csv", "markdown", "table"])

@@ -141,3 +141,12 @@ def test_cpu_prefers_an_interactive_quantization_and_says_why() -> None:
     pinned = recommend(Constraints(task="chat", device="cpu", quant="Q8_0", top=5))
     assert all(c.quant == "Q8_0" for c in pinned.candidates)
     assert INTERACTIVE_TOKENS_PER_SECOND == 10.0
+
+
+def test_evidence_says_whether_it_was_verified_at_its_source() -> None:
+    rec = recommend(Constraints(task="math", device="rtx4090", top=100))
+    evidence = [e for c in rec.candidates for e in c.evidence]
+    assert any(e.verified for e in evidence) and any(not e.verified for e in evidence)
+    unverified = next(c for c in rec.candidates if any(not e.verified for e in c.evidence[:4]))
+    line = next(r for r in unverified.reasons if r.startswith("evidence for math"))
+    assert "[unverified]" in line

@@ -4,7 +4,9 @@
 benchmark, price) with one column per model, a ``winner`` where "higher/lower
 is better" means something, and a ``flag`` when sources for the same benchmark
 disagree by more than ``DISAGREEMENT_POINTS``. Every benchmark cell lists all
-sources side by side; nothing is averaged or silently merged.
+sources side by side; nothing is averaged or silently merged. A figure nobody
+checked at its source is marked ``unverified``, and a third-party figure that the
+maker's own figure contradicts is marked so (ranking never counts it).
 """
 
 from __future__ import annotations
@@ -119,6 +121,7 @@ def _spec_rows(cards: Sequence[ModelCard]) -> list[CompareRow]:
         _row("architecture", "hidden_size", cards, lambda c: str(c.architecture.hidden_size)),
         _row("architecture", "vocab_size", cards, lambda c: str(c.architecture.vocab_size)),
         _row("architecture", "sliding window", cards, sliding),
+        _verified_row(cards),
         _row(
             "architecture",
             "KV cache per token, f16 (ignoring windows)",
@@ -144,6 +147,16 @@ def _spec_rows(cards: Sequence[ModelCard]) -> list[CompareRow]:
             ),
             lambda c: float(c.context.max),
             "higher",
+        ),
+        _row(
+            "context",
+            "max input tokens",
+            cards,
+            lambda c: (
+                f"{c.context.max_input_tokens:,}"
+                if c.context.max_input_tokens
+                else "the whole window"
+            ),
         ),
         _row(
             "context",
@@ -176,9 +189,31 @@ def _spec_rows(cards: Sequence[ModelCard]) -> list[CompareRow]:
     return rows
 
 
-def _score_text(b: Benchmark) -> str:
-    origin = " [third-party]" if b.origin == "third-party" else ""
-    return f"{b.value:g} ({b.protocol.describe()}; {b.source}){origin}"
+def _verified_row(cards: Sequence[ModelCard]) -> CompareRow:
+    row = _row(
+        "architecture",
+        "checked against config.json",
+        cards,
+        lambda c: "yes" if c.architecture.verified else "unverified",
+    )
+    unchecked = [c.id for c in cards if not c.architecture.verified]
+    if unchecked:
+        row.flag = "architecture unverified: " + ", ".join(unchecked)
+    return row
+
+
+def _score_text(b: Benchmark, card: ModelCard) -> str:
+    tags = []
+    if b.origin == "third-party":
+        tags.append("third-party")
+        against = card.contradicting(b)
+        if against:
+            shown = "/".join(f"{m.value:g}" for m in against)
+            tags.append(f"contradicted by the maker's {shown}; not used for ranking")
+    if not b.verified:
+        tags.append("unverified")
+    suffix = f" [{'; '.join(tags)}]" if tags else ""
+    return f"{b.value:g} ({b.protocol.describe()}; {b.source}){suffix}"
 
 
 def _benchmark_rows(cards: Sequence[ModelCard]) -> list[CompareRow]:
@@ -194,11 +229,16 @@ def _benchmark_rows(cards: Sequence[ModelCard]) -> list[CompareRow]:
         sources: list[str] = []
         for card in cards:
             scores = card.scores(name)
-            cells[card.id] = " | ".join(_score_text(b) for b in scores)
+            cells[card.id] = " | ".join(_score_text(b, card) for b in scores)
             sources += [b.source for b in scores]
             values = [b.value for b in scores]
             if len(values) > 1 and max(values) - min(values) > DISAGREEMENT_POINTS:
                 flags.append(f"{card.id}: sources differ by {max(values) - min(values):.1f} points")
+            if any(card.contradicting(b) for b in scores):
+                flags.append(f"{card.id}: a third-party figure contradicts the maker's")
+            unverified = sum(not b.verified for b in scores)
+            if unverified:
+                flags.append(f"{card.id}: {unverified} of {len(scores)} figures unverified")
 
         def maker_best(card: ModelCard, name: str = name) -> float | None:
             # A base model's score printed on an instruct card is context, not a contender.

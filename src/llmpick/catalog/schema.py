@@ -48,6 +48,9 @@ Specialization = Literal[
 ]
 LayerType = Literal["full_attention", "sliding_attention"]
 
+#: points (percent) beyond which a third-party figure and the maker's disagree
+CONTRADICTION_POINTS = 0.5
+
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -114,6 +117,10 @@ class Architecture(_Strict):
     moe_intermediate_size: int | None = Field(default=None, gt=0)
     shared_expert_intermediate_size: int | None = Field(default=None, gt=0)
     source: Source
+    verified: bool = Field(
+        default=False,
+        description="True only when these numbers were checked against the cited config.json",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Architecture:
@@ -171,11 +178,18 @@ class Architecture(_Strict):
 
 
 class Context(_Strict):
-    """Context window: ``native`` as trained/configured, ``max`` with ``extension``."""
+    """Context window in tokens, input and output together (the total window).
+
+    ``native`` is the window as trained/configured, ``max`` the window reachable
+    with ``extension`` (e.g. YaRN). ``max_input_tokens`` is set only where the
+    maker caps the prompt below the window (Command A Translate: a 16K window of
+    which at most 8K is input); None means the prompt may fill the window.
+    """
 
     native: int = Field(gt=0)
     max: int = Field(gt=0)
     extension: str | None = None
+    max_input_tokens: int | None = Field(default=None, gt=0)
     source: Source
 
     @model_validator(mode="after")
@@ -184,6 +198,8 @@ class Context(_Strict):
             raise ValueError(f"context max {self.max} is below native {self.native}")
         if self.max > self.native and not self.extension:
             raise ValueError("context max above native needs the extension method")
+        if self.max_input_tokens is not None and self.max_input_tokens > self.max:
+            raise ValueError(f"max_input_tokens {self.max_input_tokens} exceeds the window")
         return self
 
 
@@ -231,6 +247,10 @@ class Benchmark(_Strict):
     source: Source
     date: dt.date | None = None
     origin: Literal["maker", "third-party"] = "maker"
+    verified: bool = Field(
+        default=False,
+        description="True only when the value and protocol were checked at the cited source",
+    )
 
     @model_validator(mode="after")
     def _lower_case_name(self) -> Benchmark:
@@ -308,3 +328,16 @@ class ModelCard(_Strict):
         """All scores for ``benchmark`` (case-insensitive), in catalog order."""
         wanted = benchmark.lower()
         return [b for b in self.benchmarks if b.name == wanted]
+
+    def contradicting(self, score: Benchmark) -> list[Benchmark]:
+        """The maker's figures that contradict a third-party ``score`` (empty if none).
+
+        The maker's figures under the same protocol are compared when there are
+        any, otherwise all of the maker's figures for the benchmark; they
+        contradict when they differ by more than ``CONTRADICTION_POINTS``.
+        """
+        if score.origin == "maker":
+            return []
+        makers = [b for b in self.scores(score.name) if b.origin == "maker"]
+        same = [b for b in makers if b.protocol.describe() == score.protocol.describe()] or makers
+        return [b for b in same if abs(b.value - score.value) > CONTRADICTION_POINTS]

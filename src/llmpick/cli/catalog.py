@@ -1,4 +1,4 @@
-"""CLI commands of the catalog stage: ``llmpick compare``."""
+"""CLI commands of the catalog stage: ``llmpick compare`` and ``llmpick catalog``."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ from rich.table import Table
 
 from llmpick.catalog import load_catalog
 from llmpick.catalog.compare import DISAGREEMENT_POINTS, card_to_json, compare_rows
-from llmpick.cli._common import Exportable, console, print_json, rows_to_csv, rows_to_markdown
+from llmpick.catalog.stats import catalog_stats
+from llmpick.cli._common import (
+    Exportable,
+    TableOrJson,
+    console,
+    print_json,
+    rows_to_csv,
+    rows_to_markdown,
+)
 
 
 def compare(
@@ -61,11 +69,77 @@ def compare(
         table.add_row(label, *(row.cells.get(i, "") for i in ids), row.winner or "", row.flag or "")
     console.print(table)
     console.print(
-        f"Flags mark sources that disagree by more than {DISAGREEMENT_POINTS:g} points "
-        "or models scored under different protocols; compare like with like."
+        f"Flags mark sources that disagree by more than {DISAGREEMENT_POINTS:g} points, "
+        "third-party figures the maker's contradicts, figures not checked at their source "
+        "(unverified), or models scored under different protocols; compare like with like."
     )
+
+
+def catalog(
+    stats: Annotated[
+        bool,
+        typer.Option("--stats", help="Print cards, fields and the share verified at the source."),
+    ] = False,
+    output: Annotated[
+        TableOrJson, typer.Option("--format", "-f", help="Output format.")
+    ] = TableOrJson.table,
+) -> None:
+    """List the catalog's models, or with --stats how much of it was verified at the source.
+
+    A figure is verified when someone checked it against the source it cites (the
+    model's config.json, the maker's card or report); unverified figures stay in
+    the catalog and are marked so wherever they are shown.
+    """
+    cards = load_catalog().cards
+    if stats:
+        summary = catalog_stats(cards)
+        if output is TableOrJson.json:
+            print_json(summary.as_json())
+            return
+        table = Table(title=f"Catalog: {summary.cards} cards, "
+                      f"{summary.cards_fully_verified} fully verified")  # fmt: skip
+        for column in ("fields", "count", "verified", "share verified"):
+            table.add_column(column, justify="left" if column == "fields" else "right")
+        for kind in summary.kinds:
+            table.add_row(
+                kind.kind, str(kind.fields), str(kind.verified), f"{kind.share_verified:.0%}"
+            )
+        table.add_row(
+            "all", str(summary.fields), str(summary.verified), f"{summary.share_verified:.0%}"
+        )
+        console.print(table)
+        return
+    rows = [
+        {
+            "id": card.id,
+            "family": f"{card.family} {card.version}",
+            "params": card.params.total,
+            "context": card.context.max,
+            "architecture_verified": card.architecture.verified,
+            "benchmarks": len(card.benchmarks),
+            "benchmarks_verified": sum(b.verified for b in card.benchmarks),
+        }
+        for card in cards
+    ]
+    if output is TableOrJson.json:
+        print_json(rows)
+        return
+    table = Table(title=f"Catalog: {len(rows)} models (published figures, not measured)")
+    for column in ("id", "family", "params", "context", "architecture", "benchmarks verified"):
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(
+            str(row["id"]),
+            str(row["family"]),
+            f"{int(str(row['params'])) / 1e9:.3g}B",
+            f"{row['context']:,}",
+            "verified" if row["architecture_verified"] else "unverified",
+            f"{row['benchmarks_verified']} of {row['benchmarks']}",
+        )
+    console.print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
     app.command("compare")(compare)
+    app.command("catalog")(catalog)

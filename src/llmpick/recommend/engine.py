@@ -123,6 +123,7 @@ class _Quality:
                     protocol=s.protocol.describe(),
                     source=s.source,
                     origin=s.origin,
+                    verified=s.verified,
                 )
                 for s in scores
             ]
@@ -386,7 +387,9 @@ def _reasons(
     reasons = []
     if evidence:
         shown = ", ".join(
-            f"{e.benchmark} {e.value:g} ({e.protocol}; {e.source})" for e in evidence[:4]
+            f"{e.benchmark} {e.value:g} ({e.protocol}; {e.source})"
+            + ("" if e.verified else " [unverified]")
+            for e in evidence[:4]
         )
         reasons.append(f"evidence for {c.task}: {shown}")
     else:

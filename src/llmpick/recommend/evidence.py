@@ -1,33 +1,29 @@
 """Which benchmark figures count as evidence for ranking.
 
 The maker's figure wins wherever one exists for a benchmark; a third-party
-figure counts only where the maker reports none for that benchmark. A
-third-party figure that a maker's figure for the same benchmark and protocol
-contradicts never counts. The comparison is :func:`contradicted` alone, so that
-the catalog's own conflict flag can replace it in one line.
+figure counts only where the maker reports none for that benchmark, and only
+when it was checked at its source (``verified``). A third-party figure that a
+maker's figure for the same benchmark and protocol contradicts never counts;
+the comparison is the catalog's own (:meth:`ModelCard.contradicting`), the one
+``compare`` flags.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from llmpick.catalog.schema import CONTRADICTION_POINTS
+
 if TYPE_CHECKING:
     from llmpick.catalog import ModelCard
     from llmpick.catalog.schema import Benchmark
 
-__all__ = ["contradicted", "ranking_scores"]
-
-#: points (percent) beyond which two figures for one benchmark and protocol disagree
-CONTRADICTION_POINTS = 0.5
+__all__ = ["CONTRADICTION_POINTS", "contradicted", "ranking_scores"]
 
 
 def contradicted(score: Benchmark, card: ModelCard) -> bool:
     """True for a third-party figure that the maker's figure for its benchmark contradicts."""
-    if score.origin == "maker":
-        return False
-    makers = [b for b in card.scores(score.name) if b.origin == "maker"]
-    same = [b for b in makers if b.protocol.describe() == score.protocol.describe()] or makers
-    return any(abs(b.value - score.value) > CONTRADICTION_POINTS for b in same)
+    return bool(card.contradicting(score))
 
 
 def ranking_scores(card: ModelCard, benchmark: str) -> list[Benchmark]:
@@ -36,4 +32,4 @@ def ranking_scores(card: ModelCard, benchmark: str) -> list[Benchmark]:
     makers = [s for s in scores if s.origin == "maker"]
     if makers:
         return makers
-    return [s for s in scores if not contradicted(s, card)]
+    return [s for s in scores if s.verified and not contradicted(s, card)]

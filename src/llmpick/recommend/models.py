@@ -87,6 +87,8 @@ class Evidence(BaseModel):
     protocol: str
     source: str
     origin: str
+    #: checked at its source (see the catalog's ``verified``); shown as "unverified" otherwise
+    verified: bool = False
 
 
 class Candidate(BaseModel):
