@@ -142,18 +142,7 @@ def fit_model(
     mem = _memory(shape, quantization, rt, dev, context, batch, kv_dtype)
     speed = _speed(shape, quantization, rt, dev, mem, context, batch, prompt, kv_dtype)
     allocated, kv_basis = rt.kv_cache_basis(shape, context, batch, kv_dtype)
-    basis = {
-        "weights_bytes": mem.weights_basis,
-        "kv_cache_bytes": kv_basis.rstrip(";"),
-        "overhead_bytes": mem.overhead.basis,
-        "fits": f"total_bytes <= {rt.budget_basis(dev)}",
-        "max_context": "largest context whose total still fits, capped at the model's "
-        f"maximum {shape.context_max or 'unknown'}",
-        "max_concurrent_sequences": f"how many sequences of {context} tokens fit together",
-        "decode_tokens_per_second": speed.decode_basis,
-        "time_to_first_token_s": speed.prefill_basis,
-        "device": (dev.source or dev.bandwidth_basis or dev.note or dev.name),
-    }
+    basis = _basis(shape, rt, dev, mem, speed, context, kv_basis)
     labels = _labels(shape, dev, mem.weights_exact)
     decode_rate, ttft = speed.decode_tokens_per_second, speed.time_to_first_token_s
     cal = calibration_for(runtime, dev, calibration) if calibrated else None
@@ -296,6 +285,30 @@ def _speed(
         step_overhead_s=step_s,
         step_overhead_basis=step_basis,
     )
+
+
+def _basis(
+    shape: ModelShape,
+    rt: Runtime,
+    dev: Device,
+    mem: _Memory,
+    speed: SpeedEstimate,
+    context: int,
+    kv_basis: str,
+) -> dict[str, str]:
+    """How each figure was obtained."""
+    return {
+        "weights_bytes": mem.weights_basis,
+        "kv_cache_bytes": kv_basis.rstrip(";"),
+        "overhead_bytes": mem.overhead.basis,
+        "fits": f"total_bytes <= {rt.budget_basis(dev)}",
+        "max_context": "largest context whose total still fits, capped at the model's "
+        f"maximum {shape.context_max or 'unknown'}",
+        "max_concurrent_sequences": f"how many sequences of {context} tokens fit together",
+        "decode_tokens_per_second": speed.decode_basis,
+        "time_to_first_token_s": speed.prefill_basis,
+        "device": (dev.source or dev.bandwidth_basis or dev.note or dev.name),
+    }
 
 
 def _labels(shape: ModelShape, dev: Device, weights_exact: bool) -> dict[str, str]:
