@@ -10,16 +10,25 @@ from pathlib import Path
 import pytest
 from gguf import GGUFReader
 
-from llmpick.errors import ConfigError, ModelFileError, ModelNotFoundError, QuantizationError
+from llmpick.errors import (
+    ConfigError,
+    ModelFileError,
+    ModelNotFoundError,
+    QuantizationError,
+    UsageError,
+)
 from llmpick.fit import (
+    RUNTIMES,
     LlamaCppSettings,
     fit_model,
     get_quantization,
+    get_runtime,
     kv_bytes_per_element,
     kv_cache_bytes,
     llamacpp_kv_cache_bytes,
     llamacpp_n_ctx,
     resolve_shape,
+    runtime_for_backend,
     shape_from_config,
     shape_from_gguf,
 )
@@ -191,6 +200,26 @@ def test_awq_keeps_embeddings_in_16_bits() -> None:
     embed = 2 * 152064 * 3584
     expected = (shape.params_total - embed) * (4 + 20 / 128) / 8 + embed * 2
     assert r.weights_bytes == round(expected)
+
+
+def test_one_runtime_list_shared_by_strategies_quants_and_constraints() -> None:
+    from pydantic import ValidationError
+
+    from llmpick.fit.quant import list_quantizations
+    from llmpick.recommend import Constraints
+
+    assert RUNTIMES[0] == "llamacpp"  # the default, listed first
+    assert all(get_runtime(name).name == name for name in RUNTIMES)
+    named = {r for q in list_quantizations() for r in q.runtimes}
+    assert named == set(RUNTIMES)  # every format names known runtimes, every runtime loads some
+    assert runtime_for_backend("hf") == "transformers"
+    assert runtime_for_backend("llamacpp") == runtime_for_backend("openai") == "llamacpp"
+    with pytest.raises(UsageError, match="unknown runtime"):
+        get_runtime("tgi")
+    assert Constraints(runtime="vllm").runtime == "vllm"
+    with pytest.raises(ValidationError, match="unknown runtime"):
+        Constraints(runtime="tgi")
+    assert Constraints.model_json_schema()["properties"]["runtime"]["enum"] == list(RUNTIMES)
 
 
 def test_llamacpp_pads_context_to_256() -> None:

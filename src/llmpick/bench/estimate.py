@@ -22,6 +22,7 @@ from llmpick.bench.memory import MemoryReport
 from llmpick.bench.results import BenchResult, Estimate
 from llmpick.errors import LlmpickError
 from llmpick.fit.calibration import Calibration, host_key, save_calibration
+from llmpick.fit.runtimes import runtime_for_backend
 from llmpick.hardware import detect_local
 
 __all__ = ["calibrate_fit", "device_label", "fit_estimate"]
@@ -83,10 +84,9 @@ def calibrate_fit(
     if decode is None and prefill is None:
         return "not calibrated: no TPOT or TTFT was measured"
 
-    runtime = "transformers" if spec.backend == "hf" else "llamacpp"
     cal = Calibration(
         host=host_key(),
-        runtime=runtime,
+        runtime=runtime_for_backend(spec.backend),
         device=detect_local().id,  # the device the uncalibrated estimate was made for
         decode_factor=decode,
         prefill_factor=prefill,
@@ -119,9 +119,8 @@ def fit_estimate(
         "batch": 1,
         "prompt_tokens": prompt_tokens,
         "calibrated": calibrated,
+        "runtime": runtime_for_backend(spec.backend),
     }
-    if spec.backend == "hf":
-        kwargs["runtime"] = "transformers"
     try:
         fit = fit_model(model_ref, **kwargs)
     except LlmpickError as exc:

@@ -63,8 +63,8 @@ one; warm-up requests are not in it):
 Distributions are summarised as p50, p90, p99 (linear interpolation between
 order statistics, ``numpy.percentile``'s default, as vLLM uses) and the mean,
 over successful requests only, with a 95% bootstrap interval of the mean over
-the repeated requests (``mean_ci95``; 2,000 resamples, seeded). Failed requests
-are counted in ``errors``.
+the repeated requests (``mean_ci95``; 2,000 resamples, seeded,
+:mod:`llmpick.bootstrap`). Failed requests are counted in ``errors``.
 """
 
 from __future__ import annotations
@@ -75,6 +75,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from llmpick.bootstrap import percentile_bootstrap
 
 __all__ = [
     "PERCENTILES",
@@ -256,10 +258,8 @@ def summarize(values: Iterable[float | None]) -> Summary:
     ci: tuple[float, float] | None = None
     if len(sample) >= 2:
         # Seeded so the same requests always give the same interval.
-        rng = np.random.default_rng(0)
-        means = rng.choice(array, size=(2000, len(sample)), replace=True).mean(axis=1)
-        low, high = np.percentile(means, [2.5, 97.5])
-        ci = (float(low), float(high))
+        low, high, _ = percentile_bootstrap(array, n_boot=2000, seed=0)
+        ci = (low, high)
     return Summary(
         p50=p50, p90=p90, p99=p99, mean=float(array.mean()), count=len(sample), mean_ci95=ci
     )

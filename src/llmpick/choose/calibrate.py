@@ -19,6 +19,7 @@ from llmpick.backends.spec import ModelSpec
 from llmpick.errors import LlmpickError
 from llmpick.fit import FitResult, fit_model
 from llmpick.fit.calibration import Calibration, host_key
+from llmpick.fit.runtimes import LlamaCppRuntime
 
 __all__ = ["calibration_from_bench"]
 
@@ -41,7 +42,7 @@ def calibration_from_bench(
         measured = perf.get("measured") or {}
         tpot = measured.get("time_per_output_token_s_p50")
         ttft = measured.get("time_to_first_token_s_p50")
-        if spec.backend != "llamacpp" or not (tpot or ttft):
+        if spec.backend != LlamaCppRuntime.backend or not (tpot or ttft):
             continue
         raw = _fit_for(spec, (perf.get("settings") or {}).get("prompt_tokens"))
         if raw is None:
@@ -56,7 +57,7 @@ def calibration_from_bench(
             continue
         cal = Calibration(
             host=host_key(),
-            runtime="llamacpp",
+            runtime=LlamaCppRuntime.name,
             device=device_id,
             decode_factor=decode,
             prefill_factor=prefill,

@@ -9,10 +9,10 @@ from rich.table import Table
 
 from llmpick.cli._common import TableOrJson, console, print_json
 from llmpick.errors import UsageError
+from llmpick.fit import RUNTIMES
 from llmpick.recommend import TASKS, Constraints, Recommendation, parse_weights, recommend
 
 LICENSES = ("any", "commercial", "permissive")
-RUNTIMES = ("llamacpp", "vllm", "transformers")
 
 
 def register(app: typer.Typer) -> None:

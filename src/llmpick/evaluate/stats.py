@@ -1,6 +1,7 @@
 """Statistics for evaluation runs: intervals, paired tests, plain-language comparisons.
 
-- :func:`mean_ci`: mean with a 95% percentile-bootstrap interval.
+- :func:`mean_ci`: mean with a 95% percentile-bootstrap interval
+  (:mod:`llmpick.bootstrap`, shared with bench and pairwise judging).
 - :func:`mcnemar`: exact McNemar test for paired pass/fail outcomes (a binomial
   test on the discordant pairs; McNemar 1947, exact form per Fagerland et al.
   2013, BMC Med. Res. Methodol. 13:91).
@@ -21,6 +22,8 @@ import numpy as np
 from pydantic import BaseModel
 from scipy import stats as scipy_stats
 
+from llmpick.bootstrap import percentile_bootstrap
+
 __all__ = [
     "Comparison",
     "MeanCI",
@@ -33,8 +36,6 @@ __all__ = [
     "prompts_needed",
     "sign_test",
 ]
-
-_CHUNK = 256  # bootstrap resamples drawn at once (bounds memory at _CHUNK * n)
 
 Scores = Mapping[str, float] | Sequence[float]
 
@@ -56,16 +57,6 @@ class PairedBootstrap(NamedTuple):
     p_value: float
 
 
-def _bootstrap_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n = len(values)
-    means = np.empty(n_boot)
-    for start in range(0, n_boot, _CHUNK):
-        size = min(_CHUNK, n_boot - start)
-        means[start : start + size] = values[rng.integers(0, n, (size, n))].mean(axis=1)
-    return means
-
-
 def mean_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> MeanCI:
     """Mean and 95% percentile-bootstrap interval of ``values``.
 
@@ -80,8 +71,8 @@ def mean_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> MeanC
         return MeanCI(mean, math.nan, math.nan)
     if np.all(data == data[0]):
         return MeanCI(mean, mean, mean)
-    low, high = np.percentile(_bootstrap_means(data, n_boot, seed), [2.5, 97.5])
-    return MeanCI(mean, float(low), float(high))
+    low, high, _ = percentile_bootstrap(data, n_boot=n_boot, seed=seed)
+    return MeanCI(mean, low, high)
 
 
 def mcnemar(a_pass: Sequence[bool], b_pass: Sequence[bool]) -> float:
@@ -131,10 +122,9 @@ def paired_bootstrap(
         p = 1.0 if mean == 0 or degenerate else 0.0
         edge = math.nan if degenerate else mean
         return PairedBootstrap(mean, edge, edge, p)
-    means = _bootstrap_means(diffs, n_boot, seed)
-    low, high = np.percentile(means, [2.5, 97.5])
+    low, high, means = percentile_bootstrap(diffs, n_boot=n_boot, seed=seed)
     p = min(1.0, 2.0 * min(float(np.mean(means <= 0)), float(np.mean(means >= 0))))
-    return PairedBootstrap(mean, float(low), float(high), p)
+    return PairedBootstrap(mean, low, high, p)
 
 
 class Comparison(BaseModel):

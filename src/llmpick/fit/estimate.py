@@ -2,7 +2,8 @@
 
 It puts together the shape (:mod:`llmpick.fit.shape`), the quantization
 (:mod:`llmpick.fit.quant`), the memory model (:mod:`llmpick.fit.memory`) and the
-roofline (:mod:`llmpick.fit.speed`). Every figure in the :class:`FitResult` is
+roofline (:mod:`llmpick.fit.speed`); what differs by runtime comes from its
+strategy object (:mod:`llmpick.fit.runtimes`). Every figure in the :class:`FitResult` is
 labelled ``exact`` (from the file or the architecture), ``spec`` (a vendor
 figure), ``measured`` (on this machine) or ``estimated``, and ``basis`` says how
 each one was obtained.
@@ -10,26 +11,18 @@ each one was obtained.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
 from llmpick.errors import UsageError
 from llmpick.fit.calibration import Calibration, calibration_for
-from llmpick.fit.memory import (
-    RUNTIMES,
-    VLLM_GPU_MEMORY_UTILIZATION,
-    LlamaCppSettings,
-    active_weights_bytes,
-    kv_cache_bytes,
-    llamacpp_kv_cache_bytes,
-    llamacpp_n_ctx,
-    runtime_overhead,
-    weights_bytes,
-)
+from llmpick.fit.memory import Overhead, active_weights_bytes, weights_bytes
 from llmpick.fit.quant import Quantization, get_quantization, kv_bytes_per_element
+from llmpick.fit.runtimes import Runtime, get_runtime
 from llmpick.fit.shape import ModelShape, resolve_shape
-from llmpick.fit.speed import TRANSFORMERS_PER_LAYER_STEP_S, estimate_speed
+from llmpick.fit.speed import SpeedEstimate, estimate_speed
 from llmpick.hardware.devices import Device
 
 __all__ = ["FitResult", "fit_model"]
@@ -92,10 +85,20 @@ def _resolve_device(device: str | Device | None) -> Device:
     return get_device(device)
 
 
-def _budget(device: Device, runtime: str) -> int:
-    if runtime == "vllm":
-        return int(device.memory_bytes * VLLM_GPU_MEMORY_UTILIZATION)
-    return device.usable_memory_bytes
+@dataclass(frozen=True)
+class _Memory:
+    """The memory side of a fit: weights, KV cache, overhead and what fits."""
+
+    weights: int
+    weights_exact: bool
+    weights_basis: str
+    kv: int
+    overhead: Overhead
+    total: int
+    budget: int
+    fits: bool
+    max_context: int
+    max_sequences: int
 
 
 def fit_model(
@@ -123,24 +126,73 @@ def fit_model(
 
     Raises ModelNotFoundError, ModelFileError/ConfigError (bad file),
     QuantizationError (unknown quant or KV dtype), HardwareError (unknown
-    device) or UsageError (bad numbers).
+    device) or UsageError (bad numbers or an unknown runtime).
     """
     if context < 1:
         raise UsageError(f"context must be at least 1 token, got {context}")
     if batch < 1:
         raise UsageError(f"batch must be at least 1, got {batch}")
-    if runtime not in RUNTIMES:
-        raise UsageError(f"unknown runtime {runtime!r}", "use one of: " + ", ".join(RUNTIMES))
+    rt = get_runtime(runtime)
     kv_bytes_per_element(kv_dtype)  # validates the name early
     shape = model if isinstance(model, ModelShape) else resolve_shape(model)
     quantization: Quantization | None = get_quantization(quant) if quant else None
     dev = _resolve_device(device)
     prompt = prompt_tokens if prompt_tokens is not None else context
-    warnings: list[str] = []
+    warnings = _warnings(shape, quantization, rt, dev, context, kv_dtype)
+    mem = _memory(shape, quantization, rt, dev, context, batch, kv_dtype)
+    speed = _speed(shape, quantization, rt, dev, mem, context, batch, prompt, kv_dtype)
+    allocated, kv_basis = rt.kv_cache_basis(shape, context, batch, kv_dtype)
+    basis = _basis(shape, rt, dev, mem, speed, context, kv_basis)
+    labels = _labels(shape, dev, mem.weights_exact)
+    decode_rate, ttft = speed.decode_tokens_per_second, speed.time_to_first_token_s
+    cal = calibration_for(runtime, dev, calibration) if calibrated else None
+    if cal is not None:
+        decode_rate, ttft = _calibrate(cal, decode_rate, ttft, basis, labels)
+    quant_name, bpw = _quant_label(shape, quantization, mem)
+    return FitResult(
+        model=shape.name,
+        model_source=shape.source,
+        catalog_id=shape.catalog_id,
+        runtime=runtime,
+        quant=quant_name,
+        bits_per_weight=round(bpw, 4),
+        context=context,
+        allocated_context=allocated,
+        batch=batch,
+        kv_dtype=kv_dtype,
+        prompt_tokens=prompt,
+        params_total=shape.params_total,
+        params_active=shape.params_active,
+        weights_bytes=mem.weights,
+        kv_cache_bytes=mem.kv,
+        overhead_bytes=mem.overhead.total,
+        overhead_breakdown=dict(mem.overhead.parts),
+        total_bytes=mem.total,
+        usable_memory_bytes=mem.budget,
+        fits=mem.fits,
+        max_context=mem.max_context,
+        max_concurrent_sequences=mem.max_sequences,
+        decode_tokens_per_second=round(decode_rate, 2) if decode_rate is not None else None,
+        time_to_first_token_s=round(ttft, 4) if ttft is not None else None,
+        device=dev.summary(),
+        basis=basis,
+        labels=labels,
+        warnings=warnings,
+    )
 
-    if quantization is not None and runtime not in quantization.runtimes:
+
+def _warnings(
+    shape: ModelShape,
+    quantization: Quantization | None,
+    rt: Runtime,
+    dev: Device,
+    context: int,
+    kv_dtype: str,
+) -> list[str]:
+    warnings: list[str] = []
+    if quantization is not None and rt.name not in quantization.runtimes:
         warnings.append(
-            f"{quantization.name} is a {quantization.family} format; {runtime} does not load "
+            f"{quantization.name} is a {quantization.family} format; {rt.name} does not load "
             f"it (use --runtime {quantization.runtimes[0]})"
         )
     if shape.context_max and context > shape.context_max:
@@ -148,117 +200,108 @@ def fit_model(
             f"context {context} exceeds the model's maximum {shape.context_max}; quality "
             "beyond it is not expected"
         )
-    if runtime == "vllm" and dev.kind not in ("gpu", "generic"):
-        warnings.append("vLLM needs a CUDA/ROCm GPU; this device is not one")
-    if runtime == "transformers" and kv_dtype not in ("f16", "bf16", "fp16"):
-        warnings.append(f"transformers caches K/V in the model dtype, not {kv_dtype}")
+    return warnings + rt.warnings(dev, kv_dtype)
 
+
+def _memory(
+    shape: ModelShape,
+    quantization: Quantization | None,
+    rt: Runtime,
+    dev: Device,
+    context: int,
+    batch: int,
+    kv_dtype: str,
+) -> _Memory:
+    """Weights + KV + overhead at ``context`` x ``batch``, and the largest that fit."""
     weights, weights_exact, weights_basis = weights_bytes(shape, quantization)
-    as_file = weights_exact
-    repack = shape.cpu_repack_bytes if (runtime == "llamacpp" and as_file) else 0
-    settings = LlamaCppSettings()
+    repack = rt.repack_bytes(shape, weights_exact)
 
-    def kv_at(tokens: int, sequences: int) -> int:
-        if runtime == "llamacpp":
-            return llamacpp_kv_cache_bytes(shape, tokens, sequences, kv_dtype, settings)
-        return kv_cache_bytes(shape, tokens, sequences, kv_dtype)
-
-    def total_at(tokens: int, sequences: int) -> tuple[int, int, int]:
-        kv = kv_at(tokens, sequences)
-        over = runtime_overhead(
-            runtime,
+    def parts_at(tokens: int, sequences: int) -> tuple[int, Overhead]:
+        kv = rt.kv_cache_bytes(shape, tokens, sequences, kv_dtype)
+        over = rt.overhead(
             shape,
             context=tokens,
             batch=sequences,
             device=dev,
             weights=weights,
             repack_bytes=repack,
-            settings=settings,
         )
-        return weights + kv + over.total, kv, over.total
+        return kv, over
 
-    kv = kv_at(context, batch)
-    overhead = runtime_overhead(
-        runtime,
-        shape,
-        context=context,
-        batch=batch,
-        device=dev,
-        weights=weights,
-        repack_bytes=repack,
-        settings=settings,
-    )
+    kv, overhead = parts_at(context, batch)
     total = weights + kv + overhead.total
-    budget = _budget(dev, runtime)
-    cuda_outside = overhead.parts.get("cuda_context", 0) if runtime == "vllm" else 0
+    budget = rt.budget_bytes(dev)
+    outside = rt.outside_budget_bytes(overhead)
 
-    def fits_total(value: int) -> bool:
-        return value - cuda_outside <= budget
+    def fits_at(tokens: int, sequences: int) -> bool:
+        kv_n, over_n = parts_at(tokens, sequences)
+        return weights + kv_n + over_n.total - outside <= budget
 
-    fits = fits_total(total)
     cap = shape.context_max or _MAX_SEARCH_CONTEXT
-    max_context = _largest(lambda t: fits_total(total_at(t, 1)[0]), cap)
-    max_sequences = _largest(lambda b: fits_total(total_at(context, b)[0]), _MAX_SEARCH_SEQUENCES)
+    return _Memory(
+        weights=weights,
+        weights_exact=weights_exact,
+        weights_basis=weights_basis,
+        kv=kv,
+        overhead=overhead,
+        total=total,
+        budget=budget,
+        fits=total - outside <= budget,
+        max_context=_largest(lambda t: fits_at(t, 1), cap),
+        max_sequences=_largest(lambda b: fits_at(context, b), _MAX_SEARCH_SEQUENCES),
+    )
 
-    # Speed: weights read per decode step (untied input embeddings are only indexed).
-    read_weights = active_weights_bytes(shape, weights)
+
+def _speed(
+    shape: ModelShape,
+    quantization: Quantization | None,
+    rt: Runtime,
+    dev: Device,
+    mem: _Memory,
+    context: int,
+    batch: int,
+    prompt: int,
+    kv_dtype: str,
+) -> SpeedEstimate:
+    """The roofline estimate from the bytes a decode step reads."""
+    # Untied input embeddings are only indexed, so a decode step does not read them.
+    read_weights = active_weights_bytes(shape, mem.weights)
     if not shape.tie_word_embeddings:
-        if weights_exact and shape.input_embedding_bytes_exact:
+        if mem.weights_exact and shape.input_embedding_bytes_exact:
             read_weights -= shape.input_embedding_bytes_exact
-        elif not weights_exact:
+        elif not mem.weights_exact:
             q = quantization or get_quantization(shape.native_dtype)
             bpw = q.bits_per_weight if q.quantizes_embeddings else 16
             read_weights -= round(shape.vocab_size * shape.hidden_size * bpw / 8)
-    kv_read = kv_at(min(prompt, context), 1) if prompt else 0
-    speed = estimate_speed(
+    kv_read = rt.kv_cache_bytes(shape, min(prompt, context), 1, kv_dtype) if prompt else 0
+    step_s, step_basis = rt.step_overhead(shape, dev)
+    return estimate_speed(
         dev,
         bytes_per_step=max(read_weights, 1),
         kv_bytes_per_sequence=kv_read,
         active_params=shape.params_active,
         prompt_tokens=prompt,
         batch=batch,
-        step_overhead_s=shape.num_layers * TRANSFORMERS_PER_LAYER_STEP_S
-        if runtime == "transformers" and dev.kind == "gpu"
-        else 0.0,
-        step_overhead_basis=f"transformers eager step: {shape.num_layers} layers x "
-        f"{TRANSFORMERS_PER_LAYER_STEP_S * 1e3:g} ms, measured on an H200",
+        step_overhead_s=step_s,
+        step_overhead_basis=step_basis,
     )
 
-    if runtime == "llamacpp":
-        n_ctx = llamacpp_n_ctx(context * batch)
-        swa = (
-            " sliding-window layers get the full context (llama.cpp's default swa_full=True);"
-            if shape.sliding_layers
-            else ""
-        )
-        kv_basis = (
-            f"as llama.cpp allocates: n_ctx {n_ctx} (context x batch padded to 256) cells x "
-            f"{shape.num_layers} layers x {shape.num_kv_heads} KV heads x "
-            f"({shape.head_dim} + {shape.v_head_dim}) head dims x "
-            f"{kv_bytes_per_element(kv_dtype):g} bytes ({kv_dtype});{swa}"
-        )
-    else:
-        n_ctx = context
-        swa = (
-            f" {shape.sliding_layers} sliding-window layers count min(window, tokens);"
-            if shape.sliding_layers
-            else ""
-        )
-        kv_basis = (
-            f"2 x {shape.num_layers} layers x {shape.num_kv_heads} KV heads x "
-            f"{shape.head_dim} head dim x {context} tokens x {batch} batch x "
-            f"{kv_bytes_per_element(kv_dtype):g} bytes ({kv_dtype});{swa}"
-        )
-    budget_text = (
-        f"vLLM budget: {VLLM_GPU_MEMORY_UTILIZATION} x {dev.memory_bytes:,} bytes"
-        if runtime == "vllm"
-        else f"usable memory {budget:,} bytes ({dev.usable_memory_fraction:g} x memory)"
-    )
-    basis = {
-        "weights_bytes": weights_basis,
+
+def _basis(
+    shape: ModelShape,
+    rt: Runtime,
+    dev: Device,
+    mem: _Memory,
+    speed: SpeedEstimate,
+    context: int,
+    kv_basis: str,
+) -> dict[str, str]:
+    """How each figure was obtained."""
+    return {
+        "weights_bytes": mem.weights_basis,
         "kv_cache_bytes": kv_basis.rstrip(";"),
-        "overhead_bytes": overhead.basis,
-        "fits": f"total_bytes <= {budget_text}",
+        "overhead_bytes": mem.overhead.basis,
+        "fits": f"total_bytes <= {rt.budget_basis(dev)}",
         "max_context": "largest context whose total still fits, capped at the model's "
         f"maximum {shape.context_max or 'unknown'}",
         "max_concurrent_sequences": f"how many sequences of {context} tokens fit together",
@@ -266,8 +309,11 @@ def fit_model(
         "time_to_first_token_s": speed.prefill_basis,
         "device": (dev.source or dev.bandwidth_basis or dev.note or dev.name),
     }
+
+
+def _labels(shape: ModelShape, dev: Device, weights_exact: bool) -> dict[str, str]:
     kv_exact = shape.source in ("gguf", "bundled", "config", "catalog")
-    labels = {
+    return {
         "weights_bytes": "exact" if weights_exact else "estimated",
         "kv_cache_bytes": "exact" if kv_exact else "estimated",
         "overhead_bytes": "estimated",
@@ -280,55 +326,37 @@ def fit_model(
         "device_memory_bytes": "measured" if "memory_bytes" in dev.measured else "spec",
         "device_bandwidth": "measured" if "memory_bandwidth_gb_s" in dev.measured else "spec",
     }
-    decode_rate = speed.decode_tokens_per_second
-    ttft = speed.time_to_first_token_s
-    cal = calibration_for(runtime, dev, calibration) if calibrated else None
-    if cal is not None:
-        if cal.decode_factor and decode_rate is not None:
-            decode_rate *= cal.decode_factor
-            basis["decode_tokens_per_second"] += "; " + cal.describe()
-            labels["decode_tokens_per_second"] = "estimated (calibrated)"
-        if cal.prefill_factor and ttft is not None:
-            ttft *= cal.prefill_factor
-            basis["time_to_first_token_s"] += "; " + cal.describe()
-            labels["time_to_first_token_s"] = "estimated (calibrated)"
+
+
+def _calibrate(
+    cal: Calibration,
+    decode_rate: float | None,
+    ttft: float | None,
+    basis: dict[str, str],
+    labels: dict[str, str],
+) -> tuple[float | None, float | None]:
+    """Apply ``cal``'s factors, noting it in ``basis`` and ``labels`` (updated in place)."""
+    if cal.decode_factor and decode_rate is not None:
+        decode_rate *= cal.decode_factor
+        basis["decode_tokens_per_second"] += "; " + cal.describe()
+        labels["decode_tokens_per_second"] = "estimated (calibrated)"
+    if cal.prefill_factor and ttft is not None:
+        ttft *= cal.prefill_factor
+        basis["time_to_first_token_s"] += "; " + cal.describe()
+        labels["time_to_first_token_s"] = "estimated (calibrated)"
+    return decode_rate, ttft
+
+
+def _quant_label(
+    shape: ModelShape, quantization: Quantization | None, mem: _Memory
+) -> tuple[str, float]:
+    """(quantization name, bits per weight) as reported."""
     if quantization is not None:
-        quant_name, bpw = quantization.name, quantization.bits_per_weight
-    elif weights_exact:
-        quant_name, bpw = shape.file_quant or "gguf", weights * 8 / max(shape.params_total, 1)
-    else:
-        native = get_quantization(shape.native_dtype)
-        quant_name, bpw = native.name, native.bits_per_weight
-    return FitResult(
-        model=shape.name,
-        model_source=shape.source,
-        catalog_id=shape.catalog_id,
-        runtime=runtime,
-        quant=quant_name,
-        bits_per_weight=round(bpw, 4),
-        context=context,
-        allocated_context=n_ctx,
-        batch=batch,
-        kv_dtype=kv_dtype,
-        prompt_tokens=prompt,
-        params_total=shape.params_total,
-        params_active=shape.params_active,
-        weights_bytes=weights,
-        kv_cache_bytes=kv,
-        overhead_bytes=overhead.total,
-        overhead_breakdown=dict(overhead.parts),
-        total_bytes=total,
-        usable_memory_bytes=budget,
-        fits=fits,
-        max_context=max_context,
-        max_concurrent_sequences=max_sequences,
-        decode_tokens_per_second=round(decode_rate, 2) if decode_rate is not None else None,
-        time_to_first_token_s=round(ttft, 4) if ttft is not None else None,
-        device=dev.summary(),
-        basis=basis,
-        labels=labels,
-        warnings=warnings,
-    )
+        return quantization.name, quantization.bits_per_weight
+    if mem.weights_exact:
+        return shape.file_quant or "gguf", mem.weights * 8 / max(shape.params_total, 1)
+    native = get_quantization(shape.native_dtype)
+    return native.name, native.bits_per_weight
 
 
 def _largest(ok: Any, upper: int) -> int:

@@ -19,7 +19,8 @@ Weights
     ``params x bits_per_weight / 8`` (see :mod:`llmpick.fit.quant`), with the
     embedding and LM head kept at 16 bits for formats that do not quantize them.
 
-Runtime overhead (each term is returned by name in ``overhead_breakdown``)
+Runtime overhead (each term is returned by name in ``overhead_breakdown``;
+:mod:`llmpick.fit.runtimes` picks the formula for each runtime)
     llama.cpp (calibrated on the bundled GGUFs with llama-cpp-python 0.3.x,
     ``n_ubatch = 512``, flash attention off as llama-cpp-python's default):
 
@@ -63,7 +64,7 @@ Runtime overhead (each term is returned by name in ``overhead_breakdown``)
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 from llmpick.errors import ConfigError
 from llmpick.fit.quant import Quantization, kv_bytes_per_element
@@ -73,21 +74,20 @@ if TYPE_CHECKING:
     from llmpick.hardware.devices import Device
 
 __all__ = [
-    "RUNTIMES",
     "LlamaCppSettings",
     "Overhead",
     "kv_cache_bytes",
     "kv_cache_tokens",
     "llamacpp_kv_cache_bytes",
     "llamacpp_n_ctx",
-    "runtime_overhead",
+    "llamacpp_overhead",
+    "transformers_overhead",
+    "vllm_overhead",
     "weights_bytes",
 ]
 
 MIB = 1024**2
 GIB = 1024**3
-Runtime = Literal["llamacpp", "vllm", "transformers"]
-RUNTIMES: tuple[str, ...] = ("llamacpp", "vllm", "transformers")
 
 LLAMACPP_HOST_BASE_BYTES = 46 * MIB
 LLAMACPP_BYTES_PER_VOCAB_ENTRY = 240
@@ -236,28 +236,7 @@ def active_weights_bytes(shape: ModelShape, weights: int) -> int:
 # ---------------------------------------------------------------- overhead
 
 
-def runtime_overhead(
-    runtime: str,
-    shape: ModelShape,
-    *,
-    context: int,
-    batch: int,
-    device: Device,
-    weights: int,
-    repack_bytes: int = 0,
-    settings: LlamaCppSettings | None = None,
-) -> Overhead:
-    """Estimate the runtime's memory beyond weights and KV cache (see the module docstring)."""
-    if runtime == "llamacpp":
-        return _llamacpp_overhead(shape, context, batch, device, repack_bytes, settings)
-    if runtime == "vllm":
-        return _vllm_overhead(shape)
-    if runtime == "transformers":
-        return _transformers_overhead(shape, context, batch, device, weights)
-    raise ConfigError(f"unknown runtime {runtime!r}", "use one of: " + ", ".join(RUNTIMES))
-
-
-def _llamacpp_overhead(
+def llamacpp_overhead(
     shape: ModelShape,
     context: int,
     batch: int,
@@ -265,6 +244,7 @@ def _llamacpp_overhead(
     repack_bytes: int,
     settings: LlamaCppSettings | None,
 ) -> Overhead:
+    """llama.cpp's compute and output buffers, CPU repack and host process or CUDA context."""
     s = settings or LlamaCppSettings()
     n_ctx = llamacpp_n_ctx(context * batch)
     n_ub = min(s.n_ubatch, s.n_batch, n_ctx)
@@ -306,7 +286,8 @@ def _llamacpp_overhead(
     return Overhead(parts=parts, basis=basis)
 
 
-def _vllm_overhead(shape: ModelShape) -> Overhead:
+def vllm_overhead(shape: ModelShape) -> Overhead:
+    """Memory vLLM adds: profiled activation peak, CUDA graphs and CUDA context."""
     ffn = shape.intermediate_size or 4 * shape.hidden_size
     activation = VLLM_MAX_NUM_BATCHED_TOKENS * (4 * shape.hidden_size + 2 * ffn) * 2
     sampler = VLLM_MAX_NUM_SEQS * shape.vocab_size * 4
@@ -325,9 +306,10 @@ def _vllm_overhead(shape: ModelShape) -> Overhead:
     )
 
 
-def _transformers_overhead(
+def transformers_overhead(
     shape: ModelShape, context: int, batch: int, device: Device, weights: int
 ) -> Overhead:
+    """Memory transformers adds: prefill activations, allocator slack, CUDA/torch base."""
     ffn = shape.intermediate_size or 4 * shape.hidden_size
     activations = batch * context * (4 * shape.hidden_size + 3 * ffn) * 2
     logits = batch * shape.vocab_size * 4

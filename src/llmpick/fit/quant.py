@@ -138,6 +138,9 @@ def _ggml_bpw(type_name: str) -> float:
 
 @functools.cache
 def _table() -> dict[str, Quantization]:
+    # The names of fit.runtimes.RUNTIMES (not importable here: runtimes imports this module);
+    # tests/test_fit.py checks that the two agree.
+    every_runtime = ("llamacpp", "vllm", "transformers")
     hf_runtimes = ("vllm", "transformers")
     entries = [
         Quantization(
@@ -146,7 +149,7 @@ def _table() -> dict[str, Quantization]:
             bits_per_weight=32,
             basis="IEEE 754 single precision, 4 bytes per weight",
             source="IEEE 754",
-            runtimes=("llamacpp", "vllm", "transformers"),
+            runtimes=every_runtime,
             ggml_type="F32",
         ),
         Quantization(
@@ -155,7 +158,7 @@ def _table() -> dict[str, Quantization]:
             bits_per_weight=16,
             basis="bfloat16, 2 bytes per weight (the release dtype of most open models)",
             source="IEEE 754 / Google bfloat16",
-            runtimes=("llamacpp", "vllm", "transformers"),
+            runtimes=every_runtime,
             ggml_type="BF16",
         ),
         Quantization(
@@ -164,7 +167,7 @@ def _table() -> dict[str, Quantization]:
             bits_per_weight=16,
             basis="IEEE half precision, 2 bytes per weight",
             source="IEEE 754",
-            runtimes=("llamacpp", "vllm", "transformers"),
+            runtimes=every_runtime,
             ggml_type="F16",
         ),
         Quantization(

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from llmpick.errors import UsageError
+from llmpick.fit.runtimes import RUNTIMES
 
 __all__ = [
     "Candidate",
@@ -68,7 +69,7 @@ class Constraints(BaseModel):
     languages: list[str] = Field(default_factory=list)
     device: str | None = None
     quant: str | None = None
-    runtime: Literal["llamacpp", "vllm", "transformers"] = "llamacpp"
+    runtime: str = Field("llamacpp", json_schema_extra={"enum": list(RUNTIMES)})
     license: Literal["any", "commercial", "permissive"] = "any"
     min_context: int | None = Field(default=None, gt=0)
     context: int | None = Field(default=None, gt=0)
@@ -77,6 +78,13 @@ class Constraints(BaseModel):
     weights: Weights = Field(default_factory=Weights)
     top: int = Field(5, ge=1)
     include_base: bool = False
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        if value not in RUNTIMES:
+            raise ValueError(f"unknown runtime {value!r}; use one of: {', '.join(RUNTIMES)}")
+        return value
 
 
 class Evidence(BaseModel):

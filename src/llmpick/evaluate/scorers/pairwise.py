@@ -10,7 +10,7 @@ Models are ranked by Bradley–Terry strengths, fitted by the MM algorithm
 Statistics 32(1)), a tie counting half a win each way and one virtual tie per
 pair as a prior so that an unbeaten model keeps a finite strength. Strengths
 are natural-log scale, centred on 0: ``exp(s_a - s_b)`` is the odds that a
-beats b. 95% intervals come from a bootstrap over rows.
+beats b. 95% intervals come from a bootstrap over rows (:mod:`llmpick.bootstrap`).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from llmpick.backends.base import GenerationRequest
+from llmpick.bootstrap import percentile_bootstrap
 from llmpick.evaluate.scorers.base import JudgeFn
 
 __all__ = [
@@ -269,10 +270,13 @@ def _bootstrap(per_row: Any, n_boot: int, seed: int) -> tuple[Any, Any]:
     n_rows, m = per_row.shape[0], per_row.shape[1]
     if n_rows < 2 or m == 0 or n_boot < 1:
         return np.full(m, np.nan), np.full(m, np.nan)
-    rng = np.random.default_rng(seed)
-    draws = np.empty((n_boot, m))
-    for b in range(n_boot):
-        sample = per_row[rng.integers(0, n_rows, n_rows)].sum(axis=0)
-        draws[b] = bradley_terry(sample, tol=1e-8)
-    low, high = np.percentile(draws, [2.5, 97.5], axis=0)
+    low, high, _ = percentile_bootstrap(per_row, _resampled_strengths, n_boot=n_boot, seed=seed)
     return low, high
+
+
+def _resampled_strengths(resamples: Any, axis: int = -1) -> Any:
+    """Bradley–Terry strengths of each resample: rows on ``axis``, resamples just before it."""
+    wins = np.sum(resamples, axis=axis)  # (m, m, n_resamples)
+    if wins.ndim == 2:
+        return bradley_terry(wins, tol=1e-8)
+    return np.stack([bradley_terry(wins[..., b], tol=1e-8) for b in range(wins.shape[-1])], -1)
