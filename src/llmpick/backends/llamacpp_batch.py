@@ -198,7 +198,8 @@ class BatchScheduler:
     def _new_context(self) -> Any:
         s = self.settings
         params = llama_cpp.llama_context_default_params()
-        params.n_ctx = s.n_ctx * s.parallel
+        # one KV stream of pad256(n_ctx) cells per slot, as fit.memory counts it
+        params.n_ctx = -(-s.n_ctx // 256) * 256 * s.parallel
         params.n_batch = self.n_batch
         params.n_ubatch = min(512, self.n_batch)
         params.n_seq_max = s.parallel
