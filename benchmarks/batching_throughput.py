@@ -201,7 +201,6 @@ def eval_side_by_side(max_tokens: int) -> dict[str, Any]:
 def server_anchor(server: Path, llmpick_8: float) -> dict[str, Any]:
     """llama.cpp's own server with --parallel 8, same prompts and token counts, via its API."""
     import httpx
-
     from tests.conftest import free_port, wait_for_port  # loopback helpers
 
     port = free_port()
