@@ -18,9 +18,9 @@ interleaved, the best round kept):
 Run::
 
     PYTHONPATH=src python benchmarks/batching_throughput.py \\
-        [--server /path/to/llama-server] [--skip-eval]
+        [--server /path/to/llama-server] [--parts throughput,agreement,eval]
 
-Writes ``benchmarks/results/batching_throughput.json`` and prints a table.
+Writes ``benchmarks/results/batching_<parts>.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ SAMPLE = ROOT / "src" / "llmpick" / "data" / "sample.jsonl"
 MODEL = "smollm2-135m-instruct"
 STREAMS = (1, 2, 4, 8, 16)
 TOKENS = 48
+PROMPTS = int(os.environ.get("BATCHING_EVAL_PROMPTS", "100"))
 THREADS = 2
 TOPICS = ["the sea", "a city", "the moon", "a forest", "winter", "music", "trains", "bread"]
 
@@ -158,11 +159,11 @@ def greedy_agreement(max_tokens: int) -> dict[str, Any]:
 
 def eval_side_by_side(max_tokens: int) -> dict[str, Any]:
     rows = [json.loads(line) for line in SAMPLE.read_text().splitlines() if line.strip()]
-    out: dict[str, Any] = {"max_tokens": max_tokens, "prompts": 100}
+    out: dict[str, Any] = {"max_tokens": max_tokens, "prompts": PROMPTS}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "prompts.jsonl"
         with data.open("w") as fh:
-            for k in range(100):
+            for k in range(PROMPTS):
                 row = dict(rows[k % len(rows)])
                 row["id"] = f"{row['id']}-{k}"
                 if k >= len(rows):
@@ -180,11 +181,12 @@ def eval_side_by_side(max_tokens: int) -> dict[str, Any]:
             }
         }
         (Path(tmp) / "llmpick.yaml").write_text(json.dumps(config))
-        for p in (8, 1):
+        for p in (8, 1):  # batched first: any warm-up cost falls on it
             command = [
                 sys.executable, "-m", "llmpick", "eval", str(data), "-m", f"smol-p{p}",
                 "--max-tokens", str(max_tokens), "--db", str(Path(tmp) / f"p{p}.db"),
                 "--format", "json", "--no-progress", "--concurrency", "8",
+                "--scorer", "contains",
             ]  # fmt: skip
             started = time.perf_counter()
             done = subprocess.run(
@@ -249,8 +251,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--server", type=Path, help="llama-server binary for the anchor")
-    parser.add_argument("--skip-eval", action="store_true")
+    parser.add_argument(
+        "--parts", default="throughput,agreement,eval", help="comma-separated parts to run"
+    )
     args = parser.parse_args()
+    parts = set(args.parts.split(","))
     load_before = os.getloadavg()
     result: dict[str, Any] = {
         "model": MODEL,
@@ -259,8 +264,43 @@ def main() -> None:
         "tokens_per_stream": TOKENS,
         "load_average_before": load_before,
     }
-    result["throughput"] = throughput(args.rounds)
-    points = result["throughput"]["points"]
+    if "throughput" in parts:
+        report_throughput(result, throughput(args.rounds))
+    if "agreement" in parts:
+        result["greedy_agreement"] = greedy_agreement(max_tokens=32)
+        g = result["greedy_agreement"]
+        print(f"greedy agreement: {g['identical']}/{g['prompts']} identical")
+    if args.server:
+        result["anchor"] = server_anchor(
+            args.server, result["throughput"]["points"]["batched_8"]["output_tokens_per_second"]
+        )
+        print("anchor:", result["anchor"])
+    if "eval" in parts:
+        result["eval"] = eval_side_by_side(max_tokens=16)
+        e = result["eval"]
+        print(
+            f"eval 100 prompts: parallel 1 {e['parallel_1']['wall_s']:.1f} s, "
+            f"parallel 8 {e['parallel_8']['wall_s']:.1f} s, speedup {e['speedup']:.2f}x"
+        )
+    result["load_average_after"] = os.getloadavg()
+    result["busiest_processes"] = [
+        f"{p.info['name']} {p.info['cpu_percent']}"
+        for p in sorted(
+            psutil.process_iter(["name", "cpu_percent"]),
+            key=lambda p: p.info["cpu_percent"] or 0,
+            reverse=True,
+        )[:5]
+    ]
+    out = RESULTS.with_name(f"batching_{'_'.join(sorted(parts))}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2, default=str))
+    print(f"load average before {load_before}, after {result['load_average_after']}")
+    print(f"wrote {out}")
+
+
+def report_throughput(result: dict[str, Any], measured: dict[str, Any]) -> None:
+    result["throughput"] = measured
+    points = measured["points"]
     print(f"{'config':>16} {'decode tok/s':>12} {'ratio':>6} {'TPOT ms':>8} {'wall s':>7}")
     for name, p in points.items():
         print(
@@ -272,34 +312,6 @@ def main() -> None:
         f"TTFT alone {t['ttft_alone_s'] * 1000:.0f} ms, "
         f"arriving while 7 decode {t['ttft_while_7_decode_s'] * 1000:.0f} ms"
     )
-    result["greedy_agreement"] = greedy_agreement(max_tokens=32)
-    g = result["greedy_agreement"]
-    print(f"greedy agreement: {g['identical']}/{g['prompts']} identical")
-    if args.server:
-        result["anchor"] = server_anchor(
-            args.server, points["batched_8"]["output_tokens_per_second"]
-        )
-        print("anchor:", result["anchor"])
-    if not args.skip_eval:
-        result["eval"] = eval_side_by_side(max_tokens=16)
-        e = result["eval"]
-        print(
-            f"eval 100 prompts: parallel 1 {e['parallel_1']['wall_s']:.1f} s, "
-            f"parallel 8 {e['parallel_8']['wall_s']:.1f} s, speedup {e['speedup']:.2f}x"
-        )
-    result["load_average_after"] = os.getloadavg()
-    result["busiest_other_processes"] = [
-        f"{p.info['name']} {p.info['cpu_percent']}"
-        for p in sorted(
-            psutil.process_iter(["name", "cpu_percent"]),
-            key=lambda p: p.info["cpu_percent"] or 0,
-            reverse=True,
-        )[:5]
-    ]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2, default=str))
-    print(f"load average before {load_before}, after {result['load_average_after']}")
-    print(f"wrote {RESULTS}")
 
 
 if __name__ == "__main__":

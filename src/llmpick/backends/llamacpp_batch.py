@@ -1,9 +1,9 @@
 """Continuous batching for the ``llamacpp`` backend: many sequences share one llama.cpp context.
 
-One llama.cpp context holds ``parallel`` sequence slots (``n_seq_max``), each
-with its own KV stream of ``n_ctx`` cells (``kv_unified=False``: attention of
-a sequence reads only its own cells), so the context is ``parallel x n_ctx``
-tokens in total — the rule ``fit`` uses for ``batch`` sequences. A scheduler
+One llama.cpp context holds ``parallel`` sequence slots (``n_seq_max``) in one
+unified KV cache of ``parallel x pad256(n_ctx)`` cells (``kv_unified=True``);
+the scheduler keeps each slot within ``n_ctx`` tokens, the rule ``fit`` uses
+for ``batch`` sequences. A scheduler
 thread repeats one *step*:
 
 1. admit waiting requests into free slots (continuous batching: a request
@@ -198,12 +198,15 @@ class BatchScheduler:
     def _new_context(self) -> Any:
         s = self.settings
         params = llama_cpp.llama_context_default_params()
-        # one KV stream of pad256(n_ctx) cells per slot, as fit.memory counts it
+        # pad256(n_ctx) cells per slot, as fit.memory counts it
         params.n_ctx = -(-s.n_ctx // 256) * 256 * s.parallel
         params.n_batch = self.n_batch
         params.n_ubatch = min(512, self.n_batch)
         params.n_seq_max = s.parallel
-        params.kv_unified = False
+        # one shared cache: prompt chunks and decode tokens of different slots go
+        # through llama.cpp in one micro-batch (split streams need equal tokens per
+        # sequence in a micro-batch, which reads a prompt one token per step)
+        params.kv_unified = True
         params.swa_full = s.swa_full
         params.no_perf = True
         params.flash_attn_type = (

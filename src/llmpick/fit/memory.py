@@ -10,9 +10,9 @@ KV cache
     (``swa_full=True`` in llama.cpp's context params, which llama-cpp-python
     keeps), gives sliding-window layers a *full-size* cache. With
     ``swa_full=False`` a sliding layer gets ``min(n_ctx, pad256(window +
-    n_ubatch))`` cells: the window plus one micro-batch. Several sequences
-    (``batch``, the ``parallel`` slots of the llamacpp backend) each get their
-    own stream of that size (``kv_unified=False``).
+    n_seq + n_ubatch))`` cells: the window plus one micro-batch. ``batch``
+    sequences (the ``parallel`` slots of the llamacpp backend) share one cache
+    of ``batch x pad256(context)`` cells.
     :func:`llamacpp_kv_cache_bytes` reproduces both; ``benchmarks/
     fit_vs_llamacpp.py`` checks it against the size llama.cpp logs.
 
@@ -165,23 +165,22 @@ def llamacpp_kv_cache_bytes(
     """Return the KV buffer llama.cpp allocates for ``batch`` sequences of ``context`` tokens.
 
     ``context`` is per sequence, as llmpick's ``llamacpp`` backend allocates it
-    (``n_ctx`` per slot, ``parallel`` slots): llama.cpp keeps one KV stream per
-    sequence (``kv_unified=False``) of ``pad256(context)`` cells, so the buffer
-    is ``batch`` streams of that size (``llama_kv_cache: size = … (N cells, L
-    layers, b/b seqs)`` in llama.cpp's log). A sliding layer's stream holds
-    ``min(pad256(context), pad256(window + n_ubatch))`` cells unless
-    ``settings.swa_full`` is True (full size, llama.cpp's default).
+    (``n_ctx`` per slot, ``parallel`` slots): one unified cache of ``n_ctx =
+    batch x pad256(context)`` cells (``llama_kv_cache: size = … (N cells, L
+    layers, b seqs)`` in llama.cpp's log). A sliding layer holds ``min(n_ctx,
+    pad256(window x batch + n_ubatch))`` cells unless ``settings.swa_full`` is
+    True (full size, llama.cpp's default).
     """
     settings = settings or LlamaCppSettings()
-    n_ctx_seq = llamacpp_n_ctx(context)
+    n_ctx = llamacpp_n_ctx(context) * batch
     per_token_layer = shape.num_kv_heads * (shape.head_dim + shape.v_head_dim)
     cells = 0
     for window in shape.windows():
         if window is None or settings.swa_full:
-            cells += n_ctx_seq
+            cells += n_ctx
         else:
-            cells += min(n_ctx_seq, llamacpp_n_ctx(window + settings.n_ubatch))
-    return round(per_token_layer * cells * batch * kv_bytes_per_element(kv_dtype))
+            cells += min(n_ctx, llamacpp_n_ctx(window * batch + settings.n_ubatch))
+    return round(per_token_layer * cells * kv_bytes_per_element(kv_dtype))
 
 
 # ---------------------------------------------------------------- weights
