@@ -3,7 +3,7 @@
 The chat template comes from the GGUF metadata (``tokenizer.chat_template``),
 rendered with llama-cpp-python's own Jinja2 formatter. With ``parallel: 1``
 generation runs token by token through ``Llama.generate`` in one worker
-thread; with ``parallel`` > 1 (the default on most machines, see
+thread; with ``parallel`` > 1 (or ``null``: automatic, see
 :func:`default_parallel`) a :class:`~llmpick.backends.llamacpp_batch.BatchScheduler`
 decodes up to ``parallel`` requests together in one llama.cpp context
 (continuous batching, docs/batching.md). Either way every chunk is one token
@@ -91,12 +91,12 @@ class LlamaCppOptions(BackendOptions):
         description="context window in tokens, per slot: llama.cpp allocates parallel x n_ctx",
     )
     parallel: int | None = Field(
-        None,
+        1,
         ge=1,
         le=256,
-        description="sequence slots decoded together (continuous batching); 1 = one request "
-        "at a time; default: 2 per CPU core (8 with a GPU), at most 8, fewer if the KV cache "
-        "of all slots would pass a quarter of the available memory",
+        description="sequence slots decoded together (continuous batching); 1 (default) = one "
+        "request at a time; null = automatic: 2 per CPU core (8 with a GPU), at most 8, fewer "
+        "if the KV cache of all slots would pass a quarter of the available memory",
     )
     n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
     n_gpu_layers: int = Field(0, description="layers offloaded to the GPU; -1 = all")

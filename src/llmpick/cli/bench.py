@@ -207,8 +207,8 @@ def bench(
     """Measure TTFT, TPOT, ITL, E2E, throughput, goodput and memory, beside fit's estimate.
 
     A model serves as many requests at once as its backend allows: a llamacpp
-    model its ``parallel`` slots (continuous batching; default 2 per CPU core, at
-    most 8; ``parallel: 1`` is one request at a time, docs/batching.md), an
+    model its ``parallel`` slots (continuous batching, docs/batching.md; default
+    1: one request at a time), an
     openai: server backend what the pool allows. Concurrency above that queues
     requests (TTFT includes the wait). Requests are never retried. Metric
     definitions: docs/metrics.md.
