@@ -1,18 +1,21 @@
 """The ``llamacpp`` backend: GGUF files through llama-cpp-python.
 
 The chat template comes from the GGUF metadata (``tokenizer.chat_template``),
-rendered with llama-cpp-python's own Jinja2 formatter. Generation runs token
-by token through ``Llama.generate`` in one worker thread, so every chunk is
-exactly one token stamped when it was sampled, and usage is the engine's own
-count. The GGUF comes from a path, or from the Hugging Face Hub
-(``hf_repo`` + file name) through huggingface_hub, which honours
+rendered with llama-cpp-python's own Jinja2 formatter. With ``parallel: 1``
+generation runs token by token through ``Llama.generate`` in one worker
+thread; with ``parallel`` > 1 (or ``null``: automatic, see
+:func:`default_parallel`) a :class:`~llmpick.backends.llamacpp_batch.BatchScheduler`
+decodes up to ``parallel`` requests together in one llama.cpp context
+(continuous batching, docs/batching.md). Either way every chunk is one token
+stamped when it was sampled, and usage is the engine's own count. The GGUF
+comes from a path, or from the Hugging Face Hub (``hf_repo`` + file name)
+through huggingface_hub, which honours
 ``HF_HUB_OFFLINE``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import codecs
 import contextlib
 import json
 import os
@@ -35,9 +38,16 @@ from llmpick.backends.base import (
     Usage,
     sha256_text,
 )
-from llmpick.errors import BackendError, ContextLengthError, ModelFileError
+from llmpick.backends.llamacpp_batch import BatchScheduler, BatchSettings, ChunkMaker
+from llmpick.errors import BackendError, ContextLengthError, LlmpickError, ModelFileError
 
-__all__ = ["LlamaCppBackend", "LlamaCppOptions", "file_sha256", "gguf_quantization"]
+__all__ = [
+    "LlamaCppBackend",
+    "LlamaCppOptions",
+    "default_parallel",
+    "file_sha256",
+    "gguf_quantization",
+]
 
 _GGUF_MAGIC = b"GGUF"
 _DONE = object()
@@ -75,7 +85,19 @@ def _install_log_capture() -> list[str]:
 class LlamaCppOptions(BackendOptions):
     """Options of the llamacpp backend."""
 
-    n_ctx: int = Field(4096, ge=16, description="context window in tokens")
+    n_ctx: int = Field(
+        4096,
+        ge=16,
+        description="context window in tokens, per slot: llama.cpp allocates parallel x n_ctx",
+    )
+    parallel: int | None = Field(
+        1,
+        ge=1,
+        le=256,
+        description="sequence slots decoded together (continuous batching); 1 (default) = one "
+        "request at a time; null = automatic: 2 per CPU core (8 with a GPU), at most 8, fewer "
+        "if the KV cache of all slots would pass a quarter of the available memory",
+    )
     n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
     n_gpu_layers: int = Field(0, description="layers offloaded to the GPU; -1 = all")
     n_batch: int = Field(512, ge=1, description="prompt tokens evaluated per batch")
@@ -178,6 +200,44 @@ def _check_gguf(path: Path) -> None:
         )
 
 
+def default_parallel(
+    options: LlamaCppOptions,
+    kv_bytes_per_slot: int,
+    cores: int | None = None,
+    available_bytes: int | None = None,
+) -> int:
+    """Slots when ``parallel`` is not set: 2 per core (8 on a GPU), at most 8, memory allowing.
+
+    On a CPU one decode step reads every weight once whatever the batch, so a
+    few sequences per core turn matrix-vector work into matrix-matrix work for
+    little extra time (docs/batching.md has the measured curve); beyond ~8 the
+    step becomes compute-bound and each stream slows down as much as the batch
+    grows. The KV cache of all slots is kept under a quarter of the available
+    memory.
+    """
+    wanted = 8 if options.n_gpu_layers != 0 else min(8, 2 * (cores or os.cpu_count() or 1))
+    if available_bytes is None:
+        import psutil
+
+        available_bytes = int(psutil.virtual_memory().available)
+    while wanted > 1 and wanted * kv_bytes_per_slot > available_bytes // 4:
+        wanted -= 1
+    return max(1, wanted)
+
+
+def _kv_bytes_per_slot(path: Path, options: LlamaCppOptions) -> int:
+    """KV bytes of one slot of ``n_ctx`` tokens, by fit's rule (0 if the shape is unknown)."""
+    from llmpick.fit.memory import LlamaCppSettings, llamacpp_kv_cache_bytes
+    from llmpick.fit.shape import shape_from_gguf
+
+    try:
+        shape = shape_from_gguf(path)
+    except LlmpickError:
+        return 0
+    settings = LlamaCppSettings(n_batch=options.n_batch, swa_full=options.swa_full)
+    return llamacpp_kv_cache_bytes(shape, options.n_ctx, 1, settings=settings)
+
+
 class LlamaCppBackend(Backend):
     """GGUF models in this process through llama-cpp-python."""
 
@@ -193,31 +253,36 @@ class LlamaCppBackend(Backend):
         self.opts = opts
         self.path = _resolve_path(model, opts)
         _check_gguf(self.path)
-        try:
-            from llama_cpp import Llama
-        except ImportError as exc:  # pragma: no cover - a core dependency
-            raise ModelFileError(
-                "llama-cpp-python is not installed", "pip install llama-cpp-python"
-            ) from exc
+        #: sequence slots; 1 = the single-sequence path through ``Llama.generate``
+        self.parallel = opts.parallel or default_parallel(opts, _kv_bytes_per_slot(self.path, opts))
+        self.llm: Any = None
+        self._scheduler: BatchScheduler | None = None
         with _LOG_LOCK:
             log = _install_log_capture()
             _log_state["echo"] = opts.verbose
             try:
-                self.llm = self._load(Llama, opts)
+                if self.parallel == 1:
+                    self.llm = self._load(opts)
+                    self._model: Any = self.llm._model
+                else:
+                    self._model = self._load_model(opts)
+                    self._scheduler = self._start_scheduler(opts)
             finally:
                 #: llama.cpp's log while loading (KV cache and compute buffer sizes)
                 self.load_log = "".join(log)
                 log.clear()
-        self.metadata: dict[str, str] = dict(self.llm.metadata)
+        self.metadata: dict[str, str] = dict(self._model.metadata())
         self.chat_template = self.metadata.get("tokenizer.chat_template")
         self._formatter = self._make_formatter()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="llamacpp")
         self._identity: ModelIdentity | None = None
         self._eog_cache: list[int] | None = None
 
-    def _load(self, llama_cls: Any, opts: LlamaCppOptions) -> Any:
+    def _load(self, opts: LlamaCppOptions) -> Any:
+        from llama_cpp import Llama
+
         try:
-            return llama_cls(
+            return Llama(
                 model_path=str(self.path),
                 n_ctx=opts.n_ctx,
                 n_threads=opts.n_threads,
@@ -228,20 +293,55 @@ class LlamaCppBackend(Backend):
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
-            raise ModelFileError(
-                f"llama.cpp could not load {self.path}: {exc}",
-                "the file may be truncated or corrupt, or its architecture unsupported "
-                "by this llama-cpp-python; re-download it or upgrade llama-cpp-python",
-            ) from exc
+            raise self._load_error(exc) from exc
+
+    def _load_error(self, exc: BaseException) -> ModelFileError:
+        return ModelFileError(
+            f"llama.cpp could not load {self.path}: {exc}",
+            "the file may be truncated or corrupt, or its architecture unsupported "
+            "by this llama-cpp-python; re-download it or upgrade llama-cpp-python",
+        )
+
+    def _load_model(self, opts: LlamaCppOptions) -> Any:
+        """The weights alone (the batching scheduler makes its own context)."""
+        import llama_cpp
+        from llama_cpp import _internals
+
+        llama_cpp.llama_backend_init()
+        params = llama_cpp.llama_model_default_params()
+        # llama-cpp-python's convention: -1 means every layer
+        params.n_gpu_layers = 0x7FFFFFFF if opts.n_gpu_layers == -1 else opts.n_gpu_layers
+        try:
+            return _internals.LlamaModel(path_model=str(self.path), params=params, verbose=False)
+        except (ValueError, RuntimeError, OSError) as exc:
+            raise self._load_error(exc) from exc
+
+    def _start_scheduler(self, opts: LlamaCppOptions) -> BatchScheduler:
+        cores = os.cpu_count() or 1
+        settings = BatchSettings(
+            parallel=self.parallel,
+            n_ctx=opts.n_ctx,
+            n_batch=opts.n_batch,
+            # llama-cpp-python's defaults, so both paths use the same threads
+            n_threads=opts.n_threads or max(cores // 2, 1),
+            n_threads_batch=opts.n_threads or cores,
+            n_gpu_layers=opts.n_gpu_layers,
+            flash_attn=opts.flash_attn,
+            swa_full=opts.swa_full,
+            top_k=opts.top_k,
+            min_p=opts.min_p,
+            repeat_penalty=opts.repeat_penalty,
+        )
+        return BatchScheduler(self._model, settings, self._is_eog, self._eog_tokens)
 
     def _make_formatter(self) -> Any:
         if not self.chat_template:
             return None
         from llama_cpp import llama_chat_format
 
-        eos = self.llm.token_eos()
-        bos = self.llm.token_bos()
-        model = self.llm._model
+        model = self._model
+        eos = model.token_eos()
+        bos = model.token_bos()
         return llama_chat_format.Jinja2ChatFormatter(
             template=self.chat_template,
             eos_token=model.token_get_text(eos) if eos != -1 else "",
@@ -269,18 +369,36 @@ class LlamaCppBackend(Backend):
 
     def tokenize(self, text: str, add_bos: bool = False) -> list[int]:
         """Token ids of ``text`` by the model's own tokenizer."""
-        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+        return list(self._model.tokenize(text.encode("utf-8"), add_bos=add_bos, special=True))
+
+    def prompt_tokens(self, request: GenerationRequest) -> list[int]:
+        """The tokens the model reads for ``request`` (chat template applied)."""
+        # The template's stop is the EOS token's text: already handled at token
+        # level (special tokens are never detokenized into the output).
+        prompt, _template_stops, added_special = self.render_prompt(request)
+        return self.tokenize(prompt, add_bos=not added_special)
 
     def count_tokens(self, text: str) -> int | None:
         """Tokens in ``text`` by the model's own tokenizer."""
         return len(self.tokenize(text))
 
     def context_length(self) -> int | None:
-        """The context window: what was asked for (llama.cpp may pad it up)."""
+        """The context window of one request (one slot): what was asked for."""
+        if self.llm is None:
+            return self.opts.n_ctx
+        # llama.cpp may pad it up
         return int(min(self.llm.n_ctx(), self.llm.context_params.n_ctx))
 
+    def max_concurrency(self) -> int | None:
+        """The slots: requests decoded together (1 on the single-sequence path)."""
+        return self.parallel
+
     def describe(self) -> ModelIdentity:
-        """Backend, file, SHA-256, quantization and chat-template hash."""
+        """Backend, file, SHA-256, quantization and chat-template hash.
+
+        ``parallel`` is not part of it: batched and unbatched outputs share cache
+        entries (docs/batching.md measures how often greedy outputs differ).
+        """
         if self._identity is None:
             cache_dir = Path(self.opts.cache_dir) if self.opts.cache_dir else None
             self._identity = ModelIdentity(
@@ -300,10 +418,7 @@ class LlamaCppBackend(Backend):
         import llama_cpp
 
         params = request.params
-        # The template's stop is the EOS token's text: already handled at token
-        # level (special tokens are never detokenized into the output).
-        prompt, _template_stops, added_special = self.render_prompt(request)
-        tokens = self.llm.tokenize(prompt.encode("utf-8"), add_bos=not added_special, special=True)
+        tokens = self.prompt_tokens(request)
         n_ctx = self.context_length() or 0
         if len(tokens) >= n_ctx:
             raise ContextLengthError(
@@ -311,8 +426,6 @@ class LlamaCppBackend(Backend):
                 "shorten the prompt or raise n_ctx in the model's options (llmpick.yaml)",
             )
         max_tokens = min(params.max_tokens, n_ctx - len(tokens))
-        stops = [s for s in params.stop if s]
-        longest_stop = max((len(s) for s in stops), default=0)
         self.llm.set_seed(params.seed if params.seed is not None else int(time.time_ns() % 2**31))
         logits_processor = None
         if params.ignore_eos:
@@ -323,13 +436,9 @@ class LlamaCppBackend(Backend):
                 return scores
 
             logits_processor = llama_cpp.LogitsProcessorList([_no_eos])
-        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        emitted = ""  # text already sent
-        pending = ""  # decoded text held back while it could start a stop string
-        pending_tokens = 0
+        maker = ChunkMaker(params.stop)
         n_out = 0
         finish = "length"
-        stop_hit = False
         generator = self.llm.generate(
             tokens,
             top_k=self.opts.top_k,
@@ -348,58 +457,46 @@ class LlamaCppBackend(Backend):
                 finish = "stop"
                 break
             n_out += 1
-            pending_tokens += 1
-            pending += decoder.decode(self.llm.detokenize([token], special=False))
-            if stops:
-                window = emitted[-longest_stop:] + pending
-                hit = min((i for s in stops if (i := window.find(s)) >= 0), default=-1)
-                if hit >= 0:
-                    cut = hit - len(emitted[-longest_stop:])
-                    if cut > 0:
-                        yield Chunk(text=pending[:cut], time_s=now, tokens=pending_tokens)
-                        pending_tokens = 0
-                    finish = "stop"
-                    stop_hit = True
-                    break
-                safe = len(pending) - (longest_stop - 1)
-                if safe > 0:
-                    yield Chunk(text=pending[:safe], time_s=now, tokens=pending_tokens)
-                    emitted += pending[:safe]
-                    pending = pending[safe:]
-                    pending_tokens = 0
-            else:
-                yield Chunk(text=pending, time_s=now, tokens=pending_tokens)
-                emitted += pending
-                pending = ""
-                pending_tokens = 0
+            chunk = maker.token(self.llm.detokenize([token], special=False), now)
+            if chunk is not None:
+                yield chunk
+            if maker.stopped:
+                finish = "stop"
+                break
             if n_out >= max_tokens:
                 break
         generator.close()
-        tail = "" if stop_hit else pending + decoder.decode(b"", final=True)
-        yield Chunk(
-            text=tail,
-            time_s=time.perf_counter(),
-            tokens=0 if stop_hit else pending_tokens,
-            final=True,
-            usage=Usage(prompt_tokens=len(tokens), completion_tokens=n_out, source="backend"),
-            finish_reason=finish,
-        )
+        usage = Usage(prompt_tokens=len(tokens), completion_tokens=n_out, source="backend")
+        yield maker.final(usage, finish)
 
     def _eog_tokens(self) -> list[int]:
         """Every end-of-generation token id (scanned once, then cached)."""
         if self._eog_cache is None:
-            self._eog_cache = [t for t in range(self.llm.n_vocab()) if self._is_eog(t)]
+            self._eog_cache = [t for t in range(self._model.n_vocab()) if self._is_eog(t)]
         return self._eog_cache
 
     def _is_eog(self, token: int) -> bool:
         import llama_cpp
 
-        return bool(llama_cpp.llama_vocab_is_eog(self.llm._model.vocab, token))
+        return bool(llama_cpp.llama_vocab_is_eog(self._model.vocab, token))
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
-        """Stream one token per chunk from a worker thread."""
+        """Stream one token per chunk (from the scheduler, or a worker thread)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
+        if self._scheduler is not None:
+            scheduler = self._scheduler
+
+            def emit(item: Any) -> None:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE if item is None else item)
+
+            seq = scheduler.submit(self.prompt_tokens(request), request.params, emit)
+            try:
+                async for chunk in _drain(queue):
+                    yield chunk
+            finally:
+                scheduler.cancel(seq)
+            return
         cancel = threading.Event()
 
         def work() -> None:
@@ -413,22 +510,46 @@ class LlamaCppBackend(Backend):
 
         future = loop.run_in_executor(self._executor, work)
         try:
-            while True:
-                item = await queue.get()
-                if item is _DONE:
-                    break
-                if isinstance(item, BaseException):
-                    if isinstance(item, BackendError):
-                        raise item
-                    raise BackendError(f"llama.cpp generation failed: {item}") from item
-                yield item
+            async for chunk in _drain(queue):
+                yield chunk
         finally:
             cancel.set()
             with contextlib.suppress(BaseException):
                 await asyncio.shield(future)
 
+    def batch_stats(self) -> dict[str, int]:
+        """Slots and KV cells in use now, decode steps so far (zeros without batching)."""
+        s = self._scheduler
+        if s is None:
+            return {"slots_in_use": 0, "kv_cells_used": 0, "steps": 0, "tokens_decoded": 0}
+        return {
+            "slots_in_use": s.slots_in_use(),
+            "kv_cells_used": s.kv_cells_used(),
+            "steps": s.steps,
+            "tokens_decoded": s.tokens_decoded,
+        }
+
     async def aclose(self) -> None:
-        """Stop the worker thread and free the model."""
+        """Stop the worker thread or the scheduler and free the model."""
         self._executor.shutdown(wait=True)
+        if self._scheduler is not None:
+            await asyncio.to_thread(self._scheduler.close)
+            self._scheduler = None
+            with contextlib.suppress(Exception):
+                self._model.close()
         with contextlib.suppress(Exception):
-            self.llm.close()
+            if self.llm is not None:
+                self.llm.close()
+
+
+async def _drain(queue: asyncio.Queue[Any]) -> AsyncIterator[Chunk]:
+    """Chunks from a worker's queue until it says done; its errors are raised here."""
+    while True:
+        item = await queue.get()
+        if item is _DONE:
+            return
+        if isinstance(item, BaseException):
+            if isinstance(item, BackendError):
+                raise item
+            raise BackendError(f"llama.cpp generation failed: {item}") from item
+        yield item

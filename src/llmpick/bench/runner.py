@@ -312,7 +312,11 @@ def run_bench(
             notes.append(
                 f"{spec.name} {where}serves {at_once} at a time: requests beyond that in "
                 "flight were queued, and their TTFT and E2E include the wait"
-                + ("; use an HTTP server backend to measure batching" if backend.is_local else "")
+                + (
+                    "; give the model more parallel slots to measure continuous batching"
+                    if backend.is_local
+                    else ""
+                )
             )
         if config.ignore_eos:
             notes.append(

@@ -206,10 +206,12 @@ def bench(
 ) -> None:
     """Measure TTFT, TPOT, ITL, E2E, throughput, goodput and memory, beside fit's estimate.
 
-    A model serves as many requests at once as its backend allows (one for a
-    single-sequence in-process model): concurrency above that queues requests
-    (TTFT includes the wait). Use an openai: server backend to measure a server's
-    batching. Requests are never retried. Metric definitions: docs/metrics.md.
+    A model serves as many requests at once as its backend allows: a llamacpp
+    model its ``parallel`` slots (continuous batching, docs/batching.md; default
+    1: one request at a time), an
+    openai: server backend what the pool allows. Concurrency above that queues
+    requests (TTFT includes the wait). Requests are never retried. Metric
+    definitions: docs/metrics.md.
     """
     config = BenchConfig(
         concurrency=parse_int_list(concurrency, "--concurrency") if concurrency else (),

@@ -48,7 +48,15 @@ def fit_command(
     context_tokens: Annotated[
         int, typer.Option("--context", "-c", min=1, help="Context per sequence, tokens.")
     ] = 4096,
-    batch: Annotated[int, typer.Option("--batch", "-b", min=1, help="Concurrent sequences.")] = 1,
+    batch: Annotated[
+        int,
+        typer.Option(
+            "--batch",
+            "-b",
+            min=1,
+            help="Concurrent sequences (llamacpp: its parallel slots, KV per slot).",
+        ),
+    ] = 1,
     kv_dtype: Annotated[
         str, typer.Option("--kv-dtype", help="KV cache type: " + "|".join(KV_CACHE_DTYPES))
     ] = "f16",

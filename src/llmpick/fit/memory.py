@@ -9,8 +9,10 @@ KV cache
     llama.cpp pads the context to a multiple of 256 cells and, by default
     (``swa_full=True`` in llama.cpp's context params, which llama-cpp-python
     keeps), gives sliding-window layers a *full-size* cache. With
-    ``swa_full=False`` a sliding layer gets ``min(n_ctx, pad256(window x
-    n_seq + n_ubatch))`` cells: the window plus one micro-batch.
+    ``swa_full=False`` a sliding layer gets ``min(n_ctx, pad256(window +
+    n_seq + n_ubatch))`` cells: the window plus one micro-batch. ``batch``
+    sequences (the ``parallel`` slots of the llamacpp backend) share one cache
+    of ``batch x pad256(context)`` cells.
     :func:`llamacpp_kv_cache_bytes` reproduces both; ``benchmarks/
     fit_vs_llamacpp.py`` checks it against the size llama.cpp logs.
 
@@ -160,24 +162,24 @@ def llamacpp_kv_cache_bytes(
     kv_dtype: str = "f16",
     settings: LlamaCppSettings | None = None,
 ) -> int:
-    """Return the KV buffer llama.cpp allocates for ``n_ctx = context`` and ``batch`` sequences.
+    """Return the KV buffer llama.cpp allocates for ``batch`` sequences of ``context`` tokens.
 
-    ``n_ctx`` is padded to 256 and shared by the sequences (llama.cpp's unified
-    cache holds ``n_ctx`` cells in total, so each of ``batch`` sequences gets
-    ``n_ctx / batch``; here ``context`` is per sequence, hence ``n_ctx =
-    pad256(context x batch)``). Sliding layers are full-size unless
-    ``settings.swa_full`` is False.
+    ``context`` is per sequence, as llmpick's ``llamacpp`` backend allocates it
+    (``n_ctx`` per slot, ``parallel`` slots): one unified cache of ``n_ctx =
+    batch x pad256(context)`` cells (``llama_kv_cache: size = … (N cells, L
+    layers, b seqs)`` in llama.cpp's log). A sliding layer holds ``min(n_ctx,
+    pad256(window x batch + n_ubatch))`` cells unless ``settings.swa_full`` is
+    True (full size, llama.cpp's default).
     """
     settings = settings or LlamaCppSettings()
-    n_ctx = llamacpp_n_ctx(context * batch)
+    n_ctx = llamacpp_n_ctx(context) * batch
     per_token_layer = shape.num_kv_heads * (shape.head_dim + shape.v_head_dim)
     cells = 0
     for window in shape.windows():
         if window is None or settings.swa_full:
             cells += n_ctx
         else:
-            swa_cells = llamacpp_n_ctx(window * batch + settings.n_ubatch)
-            cells += min(n_ctx, swa_cells)
+            cells += min(n_ctx, llamacpp_n_ctx(window * batch + settings.n_ubatch))
     return round(per_token_layer * cells * kv_bytes_per_element(kv_dtype))
 
 
