@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import json
 import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
+import openai
 from pydantic import Field
 
 from llmpick.backends.base import (
@@ -120,8 +123,6 @@ class OpenAIBackend(Backend):
         """The HTTP client of the running event loop (connections are per loop)."""
         import asyncio
 
-        import openai
-
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
             self._client = openai.AsyncOpenAI(
@@ -152,8 +153,6 @@ class OpenAIBackend(Backend):
 
     async def probe(self) -> None:
         """GET {base_url}/models: the server answers and accepts the key."""
-        import openai
-
         client = self._get_client().with_options(
             timeout=min(self.opts.timeout_s, 10.0), max_retries=0
         )
@@ -170,8 +169,6 @@ class OpenAIBackend(Backend):
         return error
 
     def _translate_status(self, exc: Exception) -> BackendError | ModelNotFoundError:
-        import openai
-
         where = f"{self.model} at {self.opts.base_url}"
         if isinstance(exc, openai.APITimeoutError):
             return UpstreamTimeoutError(
@@ -227,8 +224,6 @@ class OpenAIBackend(Backend):
     async def _generate(
         self, request: GenerationRequest, unstreamed_retry: bool
     ) -> AsyncIterator[Chunk]:
-        import openai
-
         params = request.params
         kwargs: dict[str, Any] = {
             "model": self.model,
@@ -253,24 +248,29 @@ class OpenAIBackend(Backend):
         finish: str | None = None
         n_chunks = 0
         try:
-            stream = await self._get_client().chat.completions.create(**kwargs)
-            async for event in stream:
-                now = time.perf_counter()
-                if event.usage is not None:
-                    usage = Usage(
-                        prompt_tokens=event.usage.prompt_tokens,
-                        completion_tokens=event.usage.completion_tokens or 0,
-                        source="backend",
-                    )
-                for choice in event.choices or []:
-                    if choice.finish_reason:
-                        finish = choice.finish_reason
-                    text = choice.delta.content if choice.delta else None
-                    if text:
-                        n_chunks += 1
-                        yield Chunk(text=text, time_s=now, tokens=1)
+            create = self._get_client().chat.completions.with_streaming_response.create
+            async with create(**kwargs) as response:
+                async for event in _sse_documents(response.iter_lines()):
+                    now = time.perf_counter()
+                    got = event.get("usage")
+                    if got:
+                        usage = Usage(
+                            prompt_tokens=got.get("prompt_tokens"),
+                            completion_tokens=got.get("completion_tokens") or 0,
+                            source="backend",
+                        )
+                    for choice in event.get("choices") or ():
+                        finish = choice.get("finish_reason") or finish
+                        text = (choice.get("delta") or {}).get("content")
+                        if text:
+                            n_chunks += 1
+                            yield Chunk(text=text, time_s=now, tokens=1)
         except openai.OpenAIError as exc:
             raise self._translate(exc) from exc
+        except httpx.HTTPError as exc:  # the connection broke while the stream was read
+            raise UpstreamServerError(
+                f"{self.model} at {self.opts.base_url}: the stream broke: {type(exc).__name__}"
+            ) from exc
         if finish is None and n_chunks == 0 and not unstreamed_retry:
             raise BackendError(
                 f"{self.model} at {self.opts.base_url} closed the stream without an answer",
@@ -288,8 +288,6 @@ class OpenAIBackend(Backend):
         yield Chunk(time_s=time.perf_counter(), final=True, usage=usage, finish_reason=finish)
 
     async def _generate_unstreamed(self, kwargs: dict[str, Any]) -> AsyncIterator[Chunk]:
-        import openai
-
         kwargs = {k: v for k, v in kwargs.items() if k not in ("stream", "stream_options")}
         try:
             # One retry: the streamed attempt may have left a dead keep-alive
@@ -323,3 +321,41 @@ class OpenAIBackend(Backend):
         self._client = None
         if client is not None and loop is asyncio.get_running_loop():
             await client.close()
+
+
+async def _sse_documents(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
+    """The JSON documents of a server-sent event stream, up to ``data: [DONE]``.
+
+    Parsed here rather than by the SDK's ``AsyncStream``, which builds a pydantic
+    object per chunk: for a proxy that is most of the cost of a short answer
+    (``benchmarks/gateway_overhead.py``). An ``error`` document ends the stream
+    with :class:`UpstreamServerError`, as the SDK would with ``APIError``.
+    """
+    data: list[str] = []
+    done = False
+    async for line in lines:
+        if done:
+            continue  # read to the end, so the connection goes back to the pool
+        if line.startswith("data:"):
+            data.append(line[5:].lstrip(" "))
+            continue
+        if line or not data:
+            continue  # comments, event names, ids and keep-alive blank lines
+        payload, data = "\n".join(data), []
+        if payload.startswith("[DONE]"):
+            done = True
+            continue
+        yield _sse_document(payload)
+    if data and not done and not data[0].startswith("[DONE]"):
+        yield _sse_document("\n".join(data))  # the last event had no blank line after it
+
+
+def _sse_document(payload: str) -> dict[str, Any]:
+    doc = json.loads(payload)
+    if not isinstance(doc, dict):
+        raise UpstreamServerError(f"the server streamed something that is not an object: {doc!r}")
+    if doc.get("error"):
+        error = doc["error"]
+        message = error.get("message") if isinstance(error, dict) else str(error)
+        raise UpstreamServerError(f"the server ended the stream with an error: {message}")
+    return doc
