@@ -90,7 +90,9 @@ def test_every_estimate_for_this_machine_is_calibrated_and_no_other(
     raw_cpu = fit_model(model, quant="Q4_K_M", context=2048, device="cpu")
     raw_4090 = fit_model(model, quant="Q4_K_M", context=2048, device="rtx4090")
     raw_cost = estimate_throughput(model, get_device("cpu"), quant="Q4_K_M", context=2048)
-    constraints = Constraints(task="chat", device="cpu", max_params_b=1, top=3, context=2048)
+    constraints = Constraints(  # one quantization: a slower estimate cannot switch to another
+        task="chat", device="cpu", max_params_b=1, top=3, context=2048, quant="Q4_K_M"
+    )
     raw_rec = recommend(constraints)
     _store_half_speed()
 
