@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Literal
 
+import anyio
 from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
@@ -239,6 +240,9 @@ def _document(
     ).model_dump(mode="json")
 
 
+_CLIENT_CLOSED = 499  # nginx's code for "client closed the connection": logged, never sent
+
+
 def _event(doc: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(doc, ensure_ascii=False).encode() + b"\n\n"
 
@@ -278,9 +282,15 @@ async def _sse(
         error = _timeout_error(gateway) if isinstance(exc, TimeoutError) else exc
         status = status_of(error)
         yield _event(error_payload(error))
+    except (asyncio.CancelledError, GeneratorExit):
+        status = _CLIENT_CLOSED
+        raise
     finally:
-        await answer.rest.aclose()  # type: ignore[attr-defined]
-        await _finish(gateway, prepared, answer, got, status, error)
+        # shielded: a client that hung up cancels this task, and the record (usage
+        # in the store, the access log) must still be written
+        with anyio.CancelScope(shield=True):
+            await answer.rest.aclose()  # type: ignore[attr-defined]
+            await _finish(gateway, prepared, answer, got, status, error)
     if error is None and prepared.include_usage:
         usage = _usage(prepared, got)
         doc = {
