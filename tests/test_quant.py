@@ -216,3 +216,28 @@ def test_cli_one_line_error_for_an_unknown_variant(tmp_path: Path) -> None:
     assert out.returncode == 2
     lines = out.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: llama.cpp has no quantization type")
+
+
+def test_recommend_and_choose_rank_with_the_measured_loss(
+    sweep: QuantReport, quant_env: tuple[Context, Path]
+) -> None:
+    from llmpick.quant import loss_lookup
+    from llmpick.recommend import Constraints, recommend
+
+    _, root = quant_env
+    db = root / "ranked.db"
+    with open_store(db) as store:
+        save_quant(store, sweep)
+        expected = measured_quant_loss(store, "HuggingFaceTB/SmolLM2-135M-Instruct", "Q2_K")
+    assert expected is not None
+    constraints = Constraints(task="chat", device="cpu", quant="Q2_K", max_params_b=0.2, top=10)
+    default = {c.id: c for c in recommend(constraints).candidates}
+    measured = {c.id: c for c in recommend(constraints, losses=loss_lookup(db)).candidates}
+    smol = measured.pop("HuggingFaceTB/SmolLM2-135M-Instruct")
+    assert smol.quant_quality_loss == pytest.approx(expected.quality_loss)
+    assert any(r.startswith("quantization Q2_K") and sweep.id in r for r in smol.reasons)
+    assert not any(sweep.id in r for c in default.values() for r in c.reasons)
+    # models nobody measured keep the sourced default
+    assert measured and all(
+        c.quant_quality_loss == default[i].quant_quality_loss for i, c in measured.items()
+    )

@@ -36,6 +36,7 @@ from llmpick.cost import (
 )
 from llmpick.errors import UsageError
 from llmpick.fit.calibration import Calibration
+from llmpick.quant.store import loss_lookup
 from llmpick.recommend import Constraints, Recommendation, recommend
 
 
@@ -101,7 +102,8 @@ def choose(context: Any, options: ChooseOptions) -> ChooseResult:
     )
     _tell(options, "shortlist", f"shortlisting for task {options.task}")
     catalog = load_catalog()
-    rec = recommend(constraints, catalog)
+    losses = loss_lookup(options.db_path)  # what llmpick quant measured, where it did
+    rec = recommend(constraints, catalog, losses=losses)
     statuses, specs = _candidates(context, options, rec, catalog)
     timing["shortlist_s"] = time.perf_counter() - started
 
@@ -123,7 +125,7 @@ def choose(context: Any, options: ChooseOptions) -> ChooseResult:
     here = detect_local()
     calibration = _own_calibration(options, rec, alive, measured, here)
     if calibration is not None:
-        rec = recommend(constraints, catalog, calibration=calibration)
+        rec = recommend(constraints, catalog, calibration=calibration, losses=losses)
         warnings.append(f"shortlist speeds {calibration.describe()} (no stored calibration)")
     cost_here, cost_rows = _cost_rows(
         options, rec, catalog, statuses, measured.performance, here, calibration

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -10,7 +11,9 @@ from rich.table import Table
 from llmpick.cli._common import TableOrJson, console, print_json
 from llmpick.errors import UsageError
 from llmpick.fit import RUNTIMES
+from llmpick.quant.store import loss_lookup
 from llmpick.recommend import TASKS, Constraints, Recommendation, parse_weights, recommend
+from llmpick.store import DEFAULT_DB
 
 LICENSES = ("any", "commercial", "permissive")
 
@@ -58,6 +61,10 @@ def recommend_command(
     include_base: Annotated[
         bool, typer.Option("--include-base", help="Consider base (non-instruct) models too.")
     ] = False,
+    db: Annotated[
+        Path,
+        typer.Option("--db", help="Store with quantization losses measured by llmpick quant."),
+    ] = DEFAULT_DB,
     output_format: Annotated[
         TableOrJson, typer.Option("--format", help="table or json.")
     ] = TableOrJson.table,
@@ -84,7 +91,7 @@ def recommend_command(
         top=top,
         include_base=include_base,
     )
-    result = recommend(constraints)
+    result = recommend(constraints, losses=loss_lookup(db))
     if output_format is TableOrJson.json:
         print_json(result.to_json_dict())
         return

@@ -13,11 +13,12 @@ scale). Formats without a GGUF row are mapped by bit width, and say so. The
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Literal
 
 from pydantic import BaseModel, Field
 
-__all__ = ["DEFAULT_LOSS_SOURCE", "QuantLoss", "quality_loss"]
+__all__ = ["DEFAULT_LOSS_SOURCE", "LossLookup", "QuantLoss", "quality_loss"]
 
 DEFAULT_LOSS_SOURCE = (
     "llama.cpp tools/perplexity/README.md, LLaMA 3 8b Scoreboard (revision f364eb6f, CUDA, "
@@ -60,6 +61,11 @@ class QuantLoss(BaseModel):
     basis: Literal["measured", "sourced default"]
     source: str
     data: str
+
+
+#: ``(catalog_id, quant) -> measured loss or None``: what ``llmpick quant`` stored
+#: (:func:`llmpick.quant.store.loss_lookup`), for ``recommend`` and ``choose``
+LossLookup = Callable[[str, str], QuantLoss | None]
 
 
 def quality_loss(

@@ -19,6 +19,7 @@ from llmpick.quant.store import (
     MeasuredQuantLoss,
     latest_quant_report,
     lookup_measured_loss,
+    loss_lookup,
     measured_quant_loss,
     save_quant,
 )
@@ -43,6 +44,7 @@ __all__ = [
     "choose_variant",
     "latest_quant_report",
     "lookup_measured_loss",
+    "loss_lookup",
     "measured_quant_loss",
     "quant_chart",
     "quant_table",

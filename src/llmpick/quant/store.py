@@ -8,6 +8,7 @@ quantization lose on this model, measured?" for ``fit``, ``recommend`` and
 
 from __future__ import annotations
 
+import functools
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from llmpick.fit.quant_loss import LossLookup, QuantLoss
 from llmpick.quant.sweep import QuantReport
 from llmpick.store import Store, open_store
 
@@ -22,6 +24,7 @@ __all__ = [
     "MeasuredQuantLoss",
     "latest_quant_report",
     "lookup_measured_loss",
+    "loss_lookup",
     "measured_quant_loss",
     "save_quant",
 ]
@@ -144,3 +147,17 @@ def lookup_measured_loss(db_path: Path | str, model: str, quant: str) -> Measure
         return None
     with open_store(db_path) as store:
         return measured_quant_loss(store, model, quant)
+
+
+def loss_lookup(db_path: Path | str) -> LossLookup:
+    """Measured losses in the store at ``db_path`` as ``recommend``'s ``losses``.
+
+    Each (model, quantization) is read once; no store means no measured loss.
+    """
+
+    @functools.cache
+    def lookup(model: str, quant: str) -> QuantLoss | None:
+        found = lookup_measured_loss(db_path, model, quant)
+        return None if found is None else QuantLoss.model_validate(found.model_dump())
+
+    return lookup

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING
 from llmpick.errors import UsageError
 from llmpick.fit import QUALITY_ORDER, FitResult, fit_model, get_quantization, shape_from_card
 from llmpick.fit.calibration import Calibration, calibration_for
-from llmpick.fit.quant_loss import QuantLoss, quality_loss
+from llmpick.fit.quant_loss import LossLookup, QuantLoss, quality_loss
 from llmpick.hardware import Device, detect_local, get_device
 from llmpick.recommend.evidence import ranking_scores
 from llmpick.recommend.models import (
@@ -254,12 +254,15 @@ def recommend(
     constraints: Constraints,
     catalog: Catalog | None = None,
     calibration: Calibration | None = None,
+    losses: LossLookup | None = None,
 ) -> Recommendation:
     """Filter the catalog by ``constraints``, rank what is left, and explain it.
 
     Every candidate fits the device (``fits`` is True) with the quantization
     shown. Speeds on a device of this machine are calibrated (``calibration``,
-    else the one ``bench --calibrate`` stored). Raises
+    else the one ``bench --calibrate`` stored). A quantization's quality loss is
+    the one ``llmpick quant`` measured on that model when ``losses`` has it, else
+    the sourced default per format. Raises
     HardwareError/QuantizationError/UsageError for bad input.
     """
     if constraints.task not in TASK_BENCHMARKS:
@@ -299,7 +302,8 @@ def recommend(
                 )
             )
             continue
-        loss = quality_loss(card.id, fit.quant)
+        measured = losses(card.id, fit.quant) if losses is not None else None
+        loss = quality_loss(card.id, fit.quant, measured)
         quality *= 1 - loss.quality_loss
         speed = _speed_score(fit.decode_tokens_per_second)
         budget = fit.usable_memory_bytes or device.usable_memory_bytes
@@ -367,7 +371,12 @@ def _quality_notes(q: _Quality, task: str, loss: QuantLoss) -> list[str]:
             f"specialised for {q.mismatch}, not {task}: quality -{MISMATCH_PENALTY:g} "
             "(a narrow specialist answers other requests worse than its benchmarks suggest)"
         )
-    if loss.quality_loss > 0:
+    if loss.basis == "measured":
+        notes.append(
+            f"quantization {loss.quant}: quality x {1 - loss.quality_loss:.4f} "
+            f"(measured: {loss.source}; data {loss.data})"
+        )
+    elif loss.quality_loss > 0:
         notes.append(
             f"quantization {loss.quant}: quality x {1 - loss.quality_loss:.4f} "
             f"({loss.basis}: {loss.data})"
