@@ -149,7 +149,7 @@ async def test_an_upstream_killed_during_a_load_run(deployment: dict[str, object
                 streamed = streamed or bool(chunk.choices and chunk.choices[0].delta.content)
             outcomes.append(("ok", streamed))
         except openai.APIError as exc:
-            outcomes.append((type(exc).__name__, streamed))
+            outcomes.append((f"{type(exc).__name__}: {exc}", streamed))
         done_before_kill.release()
 
     async def killer() -> None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import email.utils
+import importlib
 import json
 import os
 import time
@@ -52,6 +53,22 @@ __all__ = ["OpenAIBackend", "OpenAIOptions"]
 
 _CONTEXT_WORDS = ("context length", "context window", "maximum context", "too long", "exceed")
 _TRANSIENT_STATUS = (408, 409)
+
+
+def _transport_errors() -> tuple[type[Exception], ...]:
+    """What a broken connection raises while a stream is read.
+
+    httpx's ``HTTPError`` and that of the HTTP library the SDK itself runs on
+    (openai 3 uses its fork, httpx2, whose errors are not httpx's).
+    """
+    sdk_client = next(
+        c for c in openai.DefaultAsyncHttpxClient.__mro__ if c.__name__ == "AsyncClient"
+    )
+    sdk_http = importlib.import_module(sdk_client.__module__.partition(".")[0])
+    return tuple({httpx.HTTPError, getattr(sdk_http, "HTTPError", httpx.HTTPError)})
+
+
+_BROKEN_STREAM = _transport_errors()
 
 
 def _retry_after_s(headers: Any) -> float | None:
@@ -267,7 +284,7 @@ class OpenAIBackend(Backend):
                             yield Chunk(text=text, time_s=now, tokens=1)
         except openai.OpenAIError as exc:
             raise self._translate(exc) from exc
-        except httpx.HTTPError as exc:  # the connection broke while the stream was read
+        except _BROKEN_STREAM as exc:  # the connection broke while the stream was read
             raise UpstreamServerError(
                 f"{self.model} at {self.opts.base_url}: the stream broke: {type(exc).__name__}"
             ) from exc
