@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import socket
 import subprocess
 import sys
 import time
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -20,6 +22,26 @@ from llmpick.config import default_cache_dir
 from llmpick.context import Context
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect after every test, so a leaked socket or loop warns in the test that leaked it.
+
+    Torn down after pytest-asyncio's loop fixture, which leaves a fresh unclosed loop
+    set as current after each async test: closed here, else the next ``asyncio.run``
+    drops it and its socket pair warns in whichever test comes next.
+    """
+    yield
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            idle = asyncio.get_event_loop_policy().get_event_loop()
+        except RuntimeError:  # none set: nothing to close
+            idle = None
+    if idle is not None and not idle.is_running() and not idle.is_closed():
+        idle.close()
+    gc.collect()
 
 
 def free_port() -> int:

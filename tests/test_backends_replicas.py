@@ -4,7 +4,6 @@ before the first token, against real llama.cpp servers on loopback."""
 from __future__ import annotations
 
 import asyncio
-import gc
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +18,6 @@ from llmpick.context import Context
 from llmpick.errors import BackendError, ConfigError
 
 pytestmark = [pytest.mark.slow, pytest.mark.network]
-
-
-@pytest.fixture(autouse=True)
-def _collect_garbage() -> Iterator[None]:
-    yield
-    gc.collect()  # resources leaked by a test warn here, not in a later module
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

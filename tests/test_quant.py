@@ -230,7 +230,7 @@ def test_recommend_and_choose_rank_with_the_measured_loss(
         save_quant(store, sweep)
         expected = measured_quant_loss(store, "HuggingFaceTB/SmolLM2-135M-Instruct", "Q2_K")
     assert expected is not None
-    constraints = Constraints(task="chat", device="cpu", quant="Q2_K", max_params_b=0.2, top=10)
+    constraints = Constraints(task="chat", device="cpu", quant="Q2_K", max_params_b=1, top=20)
     default = {c.id: c for c in recommend(constraints).candidates}
     measured = {c.id: c for c in recommend(constraints, losses=loss_lookup(db)).candidates}
     smol = measured.pop("HuggingFaceTB/SmolLM2-135M-Instruct")
