@@ -62,6 +62,30 @@ def test_streams_paris_with_usage(llama_server: str, monkeypatch: pytest.MonkeyP
     assert gen.time_to_first_token_s > 0  # type: ignore[attr-defined]
 
 
+def test_a_request_not_streamed_is_asked_in_one_piece(
+    llama_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCAL_KEY", "sekret")
+    b = backend(llama_server, api_key_env="LOCAL_KEY")
+    streamed = GenerationRequest.from_prompt(PARIS, temperature=0, max_tokens=16)
+    whole = streamed.model_copy(update={"stream": False})
+
+    async def go() -> tuple[list, list]:
+        try:
+            return [c async for c in b.generate(whole)], [c async for c in b.generate(streamed)]
+        finally:
+            await b.aclose()
+
+    chunks, pieces = asyncio.run(go())
+    texts = [c for c in chunks if c.text]
+    assert len(texts) == 1 and chunks[-1].final
+    assert texts[0].text == "".join(c.text for c in pieces)  # same greedy answer
+    # in one piece the server reports its usage (its streams carry none)
+    usage = chunks[-1].usage
+    assert usage.source == "backend" and usage.prompt_tokens
+    assert usage.completion_tokens == texts[0].tokens == len([c for c in pieces if c.text])
+
+
 def test_same_answer_as_in_process(llama_server: str, smollm2_backend, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("LOCAL_KEY", "sekret")
     req = GenerationRequest.from_prompt(PARIS, temperature=0, max_tokens=16)

@@ -75,6 +75,10 @@ class GenerationRequest(BaseModel):
     messages: list[Message]
     params: SamplingParams = SamplingParams()
     row: dict[str, Any] | None = None
+    #: False when the caller wants only the whole answer (a gateway client that did
+    #: not ask to stream): a remote backend may then ask its server for the answer
+    #: in one piece, sparing the server's per-chunk work. Local backends ignore it.
+    stream: bool = True
 
     @classmethod
     def from_prompt(

@@ -15,6 +15,7 @@ none named, a placeholder key is sent (local servers ignore it) and
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import email.utils
 import importlib
@@ -69,6 +70,7 @@ def _transport_errors() -> tuple[type[Exception], ...]:
 
 
 _BROKEN_STREAM = _transport_errors()
+_UNREADABLE: tuple[type[Exception], ...] = (*_BROKEN_STREAM, ValueError)  # or not JSON
 
 
 def _retry_after_s(headers: Any) -> float | None:
@@ -133,13 +135,11 @@ class OpenAIBackend(Backend):
         else:
             key = "no-key"
         self._api_key = key
-        self._client: Any = None
-        self._client_loop: Any = None
+        self._client: openai.AsyncOpenAI | None = None
+        self._client_loop: asyncio.AbstractEventLoop | None = None
 
-    def _get_client(self) -> Any:
+    def _get_client(self) -> openai.AsyncOpenAI:
         """The HTTP client of the running event loop (connections are per loop)."""
-        import asyncio
-
         loop = asyncio.get_running_loop()
         if self._client is None or self._client_loop is not loop:
             self._client = openai.AsyncOpenAI(
@@ -231,7 +231,10 @@ class OpenAIBackend(Backend):
         return BackendError(f"{where}: {type(exc).__name__}: {exc}")
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
-        """Stream a chat completion; the last chunk carries the server's usage."""
+        """Stream a chat completion; the last chunk carries the server's usage.
+
+        A request with ``stream=False`` is asked for in one piece (one text chunk).
+        """
         return self._generate(request, self.opts.unstreamed_retry)
 
     def generate_once(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
@@ -261,6 +264,10 @@ class OpenAIBackend(Backend):
             extra["ignore_eos"] = True
         if extra:
             kwargs["extra_body"] = extra
+        if not request.stream:
+            async for chunk in self._generate_unstreamed(kwargs):
+                yield chunk
+            return
         usage: Usage | None = None
         finish: str | None = None
         n_chunks = 0
@@ -297,43 +304,54 @@ class OpenAIBackend(Backend):
             # Some servers (llama-cpp-python's) report errors raised after the
             # stream opened by closing it empty; ask once more without
             # streaming to learn the real error.
-            async for chunk in self._generate_unstreamed(kwargs):
+            async for chunk in self._generate_unstreamed(kwargs, after_stream=True):
                 yield chunk
             return
         if usage is None:
             usage = Usage(completion_tokens=n_chunks, source="chunks")
         yield Chunk(time_s=time.perf_counter(), final=True, usage=usage, finish_reason=finish)
 
-    async def _generate_unstreamed(self, kwargs: dict[str, Any]) -> AsyncIterator[Chunk]:
+    async def _generate_unstreamed(
+        self, kwargs: dict[str, Any], *, after_stream: bool = False
+    ) -> AsyncIterator[Chunk]:
+        """The answer in one piece (its JSON read here, as the SSE documents are)."""
         kwargs = {k: v for k, v in kwargs.items() if k not in ("stream", "stream_options")}
+        client = self._get_client()
+        if after_stream:
+            # one retry: the streamed attempt may have left a dead keep-alive
+            # connection in the client's pool
+            client = client.with_options(max_retries=1)
         try:
-            # One retry: the streamed attempt may have left a dead keep-alive
-            # connection in the client's pool.
-            client = self._get_client().with_options(max_retries=1)
-            response = await client.chat.completions.create(**kwargs)
+            raw = await client.chat.completions.with_raw_response.create(**kwargs)
+            doc = json.loads(raw.http_response.content)
         except openai.OpenAIError as exc:
             raise self._translate(exc) from exc
+        except _UNREADABLE as exc:
+            raise UpstreamServerError(
+                f"{self.model} at {self.opts.base_url}: unreadable answer: {type(exc).__name__}"
+            ) from exc
         now = time.perf_counter()
-        choice = response.choices[0] if response.choices else None
-        text = (choice.message.content or "") if choice else ""
-        if choice is None or choice.finish_reason is None:
+        choices = doc.get("choices") or [] if isinstance(doc, dict) else []
+        choice = choices[0] if choices else {}
+        finish = choice.get("finish_reason")
+        if finish is None:
             raise BackendError(
                 f"{self.model} at {self.opts.base_url} returned an empty response",
                 "check the server's log",
             )
-        n = response.usage.completion_tokens if response.usage else 0
+        text = (choice.get("message") or {}).get("content") or ""
+        got = doc.get("usage") or {}
+        n = got.get("completion_tokens") or 0
         yield Chunk(text=text, time_s=now, tokens=n)
         usage = Usage(
-            prompt_tokens=response.usage.prompt_tokens if response.usage else None,
+            prompt_tokens=got.get("prompt_tokens"),
             completion_tokens=n,
-            source="backend" if response.usage else "none",
+            source="backend" if got else "none",
         )
-        yield Chunk(time_s=now, final=True, usage=usage, finish_reason=choice.finish_reason)
+        yield Chunk(time_s=now, final=True, usage=usage, finish_reason=finish)
 
     async def aclose(self) -> None:
         """Close the HTTP client; one made on another (finished) event loop is dropped."""
-        import asyncio
-
         client, loop = self._client, self._client_loop
         self._client = None
         if client is not None and loop is asyncio.get_running_loop():

@@ -233,7 +233,7 @@ class Gateway:
             start_s=start_s,
             principal=principal,
             decision=decision,
-            generation=GenerationRequest(messages=messages, params=params),
+            generation=GenerationRequest(messages=messages, params=params, stream=stream),
             prompt_text=prompt_text,
             prompt_tokens_estimate=counted if counted is not None else len(prompt_text) // 4,
             stream=stream,
