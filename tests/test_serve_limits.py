@@ -94,6 +94,18 @@ async def test_tokens_per_minute_count_prompt_and_streamed_output(limiter: Limit
     assert too_big.value.status == 400 and "shorten" in too_big.value.message
 
 
+async def test_prompt_estimate_is_settled_to_the_models_count(limiter: Limiter) -> None:
+    key = uuid.uuid4().hex
+    await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=0)  # estimate of "Hi"
+    await limiter.settle_prompt(key, tpm=100, tokens=31)  # the upstream counted 31
+    assert (await limiter.usage(key)).prompt_tokens == 31
+    await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=69)  # 100 of 100 used
+    with pytest.raises(RequestRejectedError):
+        await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=1)
+    await limiter.settle_prompt(key, tpm=100, tokens=-9)  # an estimate above the count
+    assert (await limiter.usage(key)).prompt_tokens == 91
+
+
 async def test_burst_of_50_in_two_processes_sharing_redis_lets_exactly_20_through(
     redis_url: str,
 ) -> None:

@@ -329,5 +329,8 @@ class Gateway:
         if self.request_log is not None:
             self.request_log.add(record)
         if self.policy is not None:
+            await self.policy.settle_prompt(
+                prepared.principal, status, prepared.prompt_tokens_estimate, prompt_tokens
+            )
             await self.policy.on_finish(record, prepared.prompt_text, output_text)
         return record

@@ -122,14 +122,30 @@ class Limiter:
         """Count ``tokens`` streamed output tokens (never refuses: the request was admitted)."""
         if tokens <= 0:
             return
-        if tpm:
-            item = RateLimitItemPerMinute(tpm)
-            if not await self._tpm_limiter.hit(item, "tpm", key_id, cost=tokens):
-                # over budget mid-stream: fill what is left of the window instead
-                stats = await self._tpm_limiter.get_window_stats(item, "tpm", key_id)
-                if stats.remaining > 0:
-                    await self._tpm_limiter.hit(item, "tpm", key_id, cost=stats.remaining)
+        await self._charge_tpm(key_id, tpm, tokens)
         await self._add_usage(key_id, completion_tokens=tokens)
+
+    async def settle_prompt(self, key_id: str, *, tpm: int | None, tokens: int) -> None:
+        """Correct the prompt tokens charged at admission by ``tokens`` (either sign).
+
+        Admission counts the gateway's estimate; the model's own count arrives with
+        its answer. A window already used is not given back: only a shortfall is charged.
+        """
+        if tokens == 0:
+            return
+        if tokens > 0:
+            await self._charge_tpm(key_id, tpm, tokens)
+        await self._add_usage(key_id, prompt_tokens=tokens)
+
+    async def _charge_tpm(self, key_id: str, tpm: int | None, tokens: int) -> None:
+        if not tpm:
+            return
+        item = RateLimitItemPerMinute(tpm)
+        if not await self._tpm_limiter.hit(item, "tpm", key_id, cost=tokens):
+            # over budget mid-request: fill what is left of the window instead
+            stats = await self._tpm_limiter.get_window_stats(item, "tpm", key_id)
+            if stats.remaining > 0:
+                await self._tpm_limiter.hit(item, "tpm", key_id, cost=stats.remaining)
 
     async def usage(self, key_id: str) -> LimitUsage:
         """Counters of ``key_id`` as this limiter's storage holds them."""

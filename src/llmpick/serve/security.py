@@ -213,6 +213,19 @@ class SecurityPolicy:
         if pending:
             await self.limiter.add_output(key_id, tpm=self._tpm.get(key_id), tokens=pending)
 
+    async def settle_prompt(
+        self, principal: KeyPrincipal, status: int, charged: int, counted: int | None
+    ) -> None:
+        """Bring the key's prompt tokens from the admission estimate to the model's count.
+
+        An upstream reports its count with the answer; admission had only an estimate.
+        """
+        if principal.key_id is None or counted is None or status in _REJECTED:
+            return
+        await self.limiter.settle_prompt(
+            principal.key_id, tpm=principal.tpm, tokens=counted - charged
+        )
+
     async def on_finish(self, record: Any, prompt_text: str, output_text: str) -> None:
         """One access-log line; the key's usage in the store (admitted requests only)."""
         fields = record.model_dump() if isinstance(record, BaseModel) else dict(record)
