@@ -25,12 +25,12 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
-def _collect_garbage() -> Iterator[None]:
-    """Collect after every test, so a leaked socket or loop warns in the test that leaked it.
+def _close_idle_event_loop() -> Iterator[None]:
+    """Close the loop pytest-asyncio leaves set after each async test.
 
-    Torn down after pytest-asyncio's loop fixture, which leaves a fresh unclosed loop
-    set as current after each async test: closed here, else the next ``asyncio.run``
-    drops it and its socket pair warns in whichever test comes next.
+    Torn down after pytest-asyncio's loop fixture, which installs a fresh unclosed
+    loop as current after each async test: the next ``asyncio.run`` would drop it,
+    and its socket pair would warn in whichever test comes next.
     """
     yield
     with warnings.catch_warnings():
@@ -41,6 +41,15 @@ def _collect_garbage() -> Iterator[None]:
             idle = None
     if idle is not None and not idle.is_running() and not idle.is_closed():
         idle.close()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Collect after every module, so a leak warns in the module that made it.
+
+    Per test it would cost about 0.25 s each once torch is loaded.
+    """
+    yield
     gc.collect()
 
 
