@@ -276,13 +276,7 @@ class OpenAIBackend(Backend):
             async with create(**kwargs) as response:
                 async for event in _sse_documents(response.iter_lines()):
                     now = time.perf_counter()
-                    got = event.get("usage")
-                    if got:
-                        usage = Usage(
-                            prompt_tokens=got.get("prompt_tokens"),
-                            completion_tokens=got.get("completion_tokens") or 0,
-                            source="backend",
-                        )
+                    usage = _reported_usage(event.get("usage")) or usage
                     for choice in event.get("choices") or ():
                         finish = choice.get("finish_reason") or finish
                         text = (choice.get("delta") or {}).get("content")
@@ -340,14 +334,8 @@ class OpenAIBackend(Backend):
                 "check the server's log",
             )
         text = (choice.get("message") or {}).get("content") or ""
-        got = doc.get("usage") or {}
-        n = got.get("completion_tokens") or 0
-        yield Chunk(text=text, time_s=now, tokens=n)
-        usage = Usage(
-            prompt_tokens=got.get("prompt_tokens"),
-            completion_tokens=n,
-            source="backend" if got else "none",
-        )
+        usage = _reported_usage(doc.get("usage")) or Usage(completion_tokens=0, source="none")
+        yield Chunk(text=text, time_s=now, tokens=usage.completion_tokens)
         yield Chunk(time_s=now, final=True, usage=usage, finish_reason=finish)
 
     async def aclose(self) -> None:
@@ -356,6 +344,17 @@ class OpenAIBackend(Backend):
         self._client = None
         if client is not None and loop is asyncio.get_running_loop():
             await client.close()
+
+
+def _reported_usage(got: dict[str, Any] | None) -> Usage | None:
+    """A response's or stream event's ``usage`` object; None when the server sent none."""
+    if not got:
+        return None
+    return Usage(
+        prompt_tokens=got.get("prompt_tokens"),
+        completion_tokens=got.get("completion_tokens") or 0,
+        source="backend",
+    )
 
 
 async def _sse_documents(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
