@@ -14,6 +14,7 @@ import pytest
 
 from llmpick.backends.base import Generation, GenerationRequest, collect, collect_stream
 from llmpick.backends.llamacpp import LlamaCppBackend, LlamaCppOptions, default_parallel
+from llmpick.backends.llamacpp_batch import common_prefix
 from llmpick.context import Context
 from llmpick.errors import ContextLengthError
 from llmpick.fit.memory import llamacpp_kv_cache_bytes
@@ -153,7 +154,45 @@ def test_thousand_requests_leak_no_kv_and_no_memory(batched: LlamaCppBackend) ->
     grown = process.memory_info().rss - rss_before
     stats = batched.batch_stats()
     assert (stats["slots_in_use"], stats["kv_cells_used"]) == (0, 0)
+    # free slots keep their last prompt for reuse: at most a slot's context each
+    assert stats["kv_cells_cached"] <= SLOTS * SLOT_CTX
     assert grown < 16 * 1024**2, f"RSS grew by {grown / 1024**2:.1f} MiB over 900 requests"
+
+
+def test_shared_prompt_prefix_is_read_once_and_outputs_stay_exact(
+    batched: LlamaCppBackend, single: LlamaCppBackend
+) -> None:
+    # the template's default system message is the shared prefix; prompts whose greedy
+    # tokens win by over 1 logit in the first 12 (a near tie may flip when the cached part
+    # was computed in another batch, with or without reuse: docs/batching.md measures it)
+    asks = [
+        "Say the days of the week in order.",
+        "List the numbers from 1 to 10, separated by commas.",
+    ]
+    requests = [GenerationRequest.from_prompt(q, temperature=0, max_tokens=12) for q in asks]
+    tokens = [batched.prompt_tokens(r) for r in requests]
+    prefix = common_prefix(tokens[0], tokens[1])
+    assert prefix > 20  # the template and its system message
+
+    async def run() -> tuple[list[Generation], list[Generation], list[int]]:
+        alone = [await collect(single, r) for r in requests]
+        outputs, reused = [], []
+        for r in requests:  # one at a time: the second finds the first's cells
+            before = batched.batch_stats()["tokens_reused"]
+            outputs.append(await collect(batched, r))
+            reused.append(batched.batch_stats()["tokens_reused"] - before)
+        # the second again, twice at once: one takes the slot that holds it, the other
+        # shares that slot's cells (llama_memory_seq_cp)
+        before = batched.batch_stats()["tokens_reused"]
+        outputs += await asyncio.gather(*(collect(batched, requests[1]) for _ in range(2)))
+        reused.append(batched.batch_stats()["tokens_reused"] - before)
+        return alone, outputs, reused
+
+    alone, outputs, reused = asyncio.run(run())
+    assert [g.output for g in outputs] == [alone[0].output] + [alone[1].output] * 3
+    assert reused[1] >= prefix
+    assert reused[2] == 2 * (len(tokens[1]) - 1)  # all but the last token, which is read again
+    assert all(g.usage.prompt_tokens == len(tokens[1]) for g in outputs[1:])
 
 
 def test_pool_sends_concurrent_requests_to_a_batching_model(tmp_path: Path) -> None:

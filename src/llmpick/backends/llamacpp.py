@@ -102,6 +102,11 @@ class LlamaCppOptions(BackendOptions):
     n_gpu_layers: int = Field(0, description="layers offloaded to the GPU; -1 = all")
     n_batch: int = Field(512, ge=1, description="prompt tokens evaluated per batch")
     flash_attn: bool = False
+    reuse_prefix: bool = Field(
+        True,
+        description="with parallel > 1: a request reads only the part of its prompt that no "
+        "slot's KV cache holds yet (the single path does the same through Llama.generate)",
+    )
     swa_full: bool = Field(
         True,
         description="full-size cache for sliding-window layers (llama.cpp's default); "
@@ -331,6 +336,7 @@ class LlamaCppBackend(Backend):
             top_k=opts.top_k,
             min_p=opts.min_p,
             repeat_penalty=opts.repeat_penalty,
+            reuse_prefix=opts.reuse_prefix,
         )
         return BatchScheduler(self._model, settings, self._is_eog, self._eog_tokens)
 
@@ -518,15 +524,23 @@ class LlamaCppBackend(Backend):
                 await asyncio.shield(future)
 
     def batch_stats(self) -> dict[str, int]:
-        """Slots and KV cells in use now, decode steps so far (zeros without batching)."""
+        """Slots in use, KV tokens of busy and of free (cached) slots, steps and tokens so far.
+
+        Zeros without batching.
+        """
         s = self._scheduler
         if s is None:
-            return {"slots_in_use": 0, "kv_cells_used": 0, "steps": 0, "tokens_decoded": 0}
+            return dict.fromkeys(
+                ("slots_in_use", "kv_cells_used", "kv_cells_cached", "steps", "tokens_decoded",
+                 "tokens_reused"), 0
+            )  # fmt: skip
         return {
             "slots_in_use": s.slots_in_use(),
             "kv_cells_used": s.kv_cells_used(),
+            "kv_cells_cached": s.kv_cells_used(cached=True),
             "steps": s.steps,
             "tokens_decoded": s.tokens_decoded,
+            "tokens_reused": s.tokens_reused,
         }
 
     async def aclose(self) -> None:

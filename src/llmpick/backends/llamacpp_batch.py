@@ -17,8 +17,16 @@ thread repeats one *step*:
    own sampler chain (temperature, top_p, seed; greedy at temperature 0), and
    hand the text to the caller's stream, stamped when it was sampled;
 5. end sequences on end-of-generation, a stop string or ``max_tokens`` and
-   free their KV cells (``llama_memory_seq_rm``); a cancelled stream (client
-   gone) is freed at the start of the next step.
+   free their slot; a cancelled stream (client gone) is freed at the start of
+   the next step.
+
+A free slot keeps the KV cells of its last sequence: a new request whose
+prompt starts with the same tokens (a chat template's system prompt, a shared
+instruction) reads only the rest. It takes the free slot holding the longest
+common prefix, or borrows that prefix from any other slot with
+``llama_memory_seq_cp`` (in a unified cache the cells are shared, not copied),
+and drops the slot's cells past it with ``llama_memory_seq_rm`` — what
+``Llama.generate`` does for one sequence and llama.cpp's server per slot.
 
 Only the scheduling is ours; decoding, sampling and the KV cache are llama.cpp's
 (through llama-cpp-python's low-level bindings).
@@ -40,7 +48,7 @@ from llama_cpp import _internals as internals
 from llmpick.backends.base import Chunk, SamplingParams, Usage
 from llmpick.errors import BackendError, ContextLengthError
 
-__all__ = ["BatchScheduler", "BatchSettings", "ChunkMaker", "sampler_chain"]
+__all__ = ["BatchScheduler", "BatchSettings", "ChunkMaker", "common_prefix", "sampler_chain"]
 
 #: llama-cpp-python's ``last_n_tokens_size``: the window of the repeat penalty
 _PENALTY_LAST_N = 64
@@ -114,6 +122,8 @@ class BatchSettings:
     top_k: int = 40
     min_p: float = 0.05
     repeat_penalty: float = 1.0
+    #: reuse a cached common prefix of the prompt (see the module's docstring)
+    reuse_prefix: bool = True
 
 
 def sampler_chain(
@@ -160,6 +170,7 @@ class _Sequence:
     fed: int = 0  # tokens already in the KV cache
     next_token: int | None = None  # sampled, to be fed in the next step
     n_out: int = 0
+    reused: int = 0  # prompt tokens found in the KV cache, not read again
     logits_index: int = -1
     cancelled: bool = False
     done: bool = False
@@ -182,16 +193,26 @@ class BatchScheduler:
         self.n_batch = max(settings.n_batch, settings.parallel)
         self.ctx = self._new_context()
         self._memory = llama_cpp.llama_get_memory(self.ctx)
+        # a recurrent state cannot be cut at a position nor shared in part
+        self._reuse = settings.reuse_prefix and not (
+            llama_cpp.llama_model_is_recurrent(model.model)
+            or llama_cpp.llama_model_is_hybrid(model.model)
+        )
         self._batch = llama_cpp.llama_batch_init(self.n_batch, 0, 1)
         self._lock = threading.Condition()
         self._step_lock = threading.Lock()  # held while llama.cpp decodes
         self._waiting: collections.deque[_Sequence] = collections.deque()
         self._active: list[_Sequence] = []
         self._free_slots = list(range(settings.parallel - 1, -1, -1))
+        #: the tokens in each slot's KV cells, position by position (kept after a
+        #: sequence ends, for the next prompt that starts the same way)
+        self._cached: list[list[int]] = [[] for _ in range(settings.parallel)]
         self._closed = False
-        #: decode steps run and tokens they carried (for tests and benchmarks)
+        #: decode steps run, tokens they carried and prompt tokens reused from the
+        #: cache instead (for tests and benchmarks)
         self.steps = 0
         self.tokens_decoded = 0
+        self.tokens_reused = 0
         self._thread = threading.Thread(target=self._loop, name="llamacpp-batch", daemon=True)
         self._thread.start()
 
@@ -269,13 +290,16 @@ class BatchScheduler:
         with self._lock:
             return self.settings.parallel - len(self._free_slots)
 
-    def kv_cells_used(self) -> int:
-        """KV cells holding a token now, over all slots (0 when every slot is free)."""
+    def kv_cells_used(self, cached: bool = False) -> int:
+        """Tokens in the KV cache of busy slots (``cached``: of free slots), as llama.cpp has them.
+
+        A prefix shared by two slots counts once per slot.
+        """
+        with self._lock:
+            free = set(self._free_slots)
+        slots = [s for s in range(self.settings.parallel) if (s in free) == cached]
         with self._step_lock:
-            return sum(
-                llama_cpp.llama_memory_seq_pos_max(self._memory, slot) + 1
-                for slot in range(self.settings.parallel)
-            )
+            return sum(llama_cpp.llama_memory_seq_pos_max(self._memory, s) + 1 for s in slots)
 
     def close(self) -> None:
         """End every sequence, stop the thread and free the context."""
@@ -305,6 +329,7 @@ class BatchScheduler:
                 error = exc if isinstance(exc, BackendError) else BackendError(str(exc))
                 with self._lock:
                     for seq in list(self._active):
+                        self._forget(seq.slot)  # what the cache holds for it is unknown
                         self._finish(seq, error=error)
         with self._lock:
             closed = BackendError("the model was closed during generation")
@@ -325,8 +350,31 @@ class BatchScheduler:
     def _admit(self) -> None:
         while self._waiting and self._free_slots:
             seq = self._waiting.popleft()
-            seq.slot = self._free_slots.pop()
+            self._place(seq)
             self._active.append(seq)
+
+    def _place(self, seq: _Sequence) -> None:
+        """Give ``seq`` a free slot, with the longest cached prefix of its prompt in it."""
+        # at least the prompt's last token is read again: its logits are needed
+        limit = len(seq.prompt) - 1 if self._reuse else 0
+        match = [min(common_prefix(cached, seq.prompt), limit) for cached in self._cached]
+        free = self._free_slots
+        slot = free.pop(max(range(len(free)), key=lambda i: match[free[i]]))
+        keep = match[slot]
+        donor = max(range(len(match)), key=match.__getitem__)
+        shared = match[donor]
+        memory = self._memory
+        if shared > keep:  # another slot holds more of it: share its cells
+            llama_cpp.llama_memory_seq_rm(memory, slot, -1, -1)
+            llama_cpp.llama_memory_seq_cp(memory, donor, slot, 0, shared)
+            keep = shared
+        elif not llama_cpp.llama_memory_seq_rm(memory, slot, keep, -1):
+            llama_cpp.llama_memory_seq_rm(memory, slot, -1, -1)  # could not cut: start afresh
+            keep = 0
+        self._cached[slot] = seq.prompt[:keep]
+        seq.slot = slot
+        seq.fed = seq.reused = keep
+        self.tokens_reused += keep
 
     def _step(self) -> None:
         batch = self._batch
@@ -369,6 +417,7 @@ class BatchScheduler:
         if logits:
             seq.logits_index = n
         seq.fed += 1
+        self._cached[seq.slot].append(token)
         return n + 1
 
     def _accept(self, seq: _Sequence, token: int, now: float) -> None:
@@ -399,14 +448,13 @@ class BatchScheduler:
     def _finish(
         self, seq: _Sequence, finish: str = "stop", error: BaseException | None = None
     ) -> None:
-        """End ``seq`` (lock held): free its KV cells and slot, send the last chunk."""
+        """End ``seq`` (lock held): free its slot (its cells stay cached), send the last chunk."""
         if seq.done:
             return
         seq.done = True
         if seq in self._active:
             self._active.remove(seq)
         if seq.slot >= 0:
-            llama_cpp.llama_memory_seq_rm(self._memory, seq.slot, -1, -1)
             self._free_slots.append(seq.slot)
             seq.slot = -1
         seq.sampler.close()
@@ -416,3 +464,19 @@ class BatchScheduler:
             usage = Usage(prompt_tokens=len(seq.prompt), completion_tokens=seq.n_out)
             self._send(seq, seq.maker.final(usage, finish))
         self._send(seq, None)
+
+    def _forget(self, slot: int) -> None:
+        """Drop what a slot caches (its cells and the record of them)."""
+        if slot >= 0:
+            llama_cpp.llama_memory_seq_rm(self._memory, slot, -1, -1)
+            self._cached[slot] = []
+
+
+def common_prefix(a: list[int], b: list[int]) -> int:
+    """Length of the common prefix of two token lists."""
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
