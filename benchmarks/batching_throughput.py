@@ -1,26 +1,29 @@
 """Continuous batching of the llamacpp backend vs one request at a time, side by side.
 
-Measures, on the bundled SmolLM2 and this machine's cores, in one run (so that
-load from other processes hits both sides alike; the sweep is repeated and
-interleaved, the best round kept):
+Measures, on a bundled model (SmolLM2 by default, ``--model gemma-3-270m``) and
+this machine's cores, in one run (so that load from other processes hits both
+sides alike; every part is repeated in interleaved rounds and the median kept):
 
 1. aggregate decode throughput at 1, 2, 4, 8, 16 concurrent streams
    (``ignore_eos``, same token count per stream) on a ``parallel: 16`` model,
    against one stream on the single-sequence path (``parallel: 1``);
    per-stream TPOT at 8; TTFT of a request arriving while 7 decode, against
    its TTFT alone;
-2. ``llmpick eval`` of 100 prompts x 1 model, batched vs not (wall time, score);
-3. greedy agreement: the share of the bundled sample prompts whose batched
-   output equals the unbatched one;
-4. optionally (``--server PATH``) llama.cpp's own ``llama-server --parallel 8``
-   on the same model, prompts and token counts, as an anchor.
+2. ``llmpick eval`` of 100 prompts x 1 model, batched vs not (wall time, score),
+   as subprocesses of the real CLI;
+3. greedy agreement on the bundled sample prompts: requests sent one at a time
+   through the batching scheduler, then eight at a time, each against the
+   single-sequence path;
+4. anchors (``benchmarks/batching_anchor.py``): ``llama-batched-bench`` (llama.cpp's
+   own batched decode, no Python) and ``llama-server --parallel 8``, same model,
+   prompt and output lengths.
 
 Run::
 
-    PYTHONPATH=src python benchmarks/batching_throughput.py \\
-        [--server /path/to/llama-server] [--parts throughput,agreement,eval]
+    PYTHONPATH=src python benchmarks/batching_throughput.py [--model gemma-3-270m] \\
+        [--batched-bench PATH] [--server PATH] [--parts throughput,agreement,eval]
 
-Writes ``benchmarks/results/batching_<parts>.json`` and prints a table.
+Writes ``benchmarks/results/batching_<model>_<parts>.json`` and prints tables.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -42,29 +46,39 @@ from llmpick.backends.base import Generation, GenerationRequest, collect
 from llmpick.backends.llamacpp import LlamaCppBackend
 from llmpick.context import Context
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import batching_anchor
+
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "batching_throughput.json"
+RESULTS = ROOT / "benchmarks" / "results"
 SAMPLE = ROOT / "src" / "llmpick" / "data" / "sample.jsonl"
-MODEL = "smollm2-135m-instruct"
 STREAMS = (1, 2, 4, 8, 16)
 TOKENS = 48
+SLOT_CTX = 512
 PROMPTS = int(os.environ.get("BATCHING_EVAL_PROMPTS", "100"))
 THREADS = 2
 TOPICS = ["the sea", "a city", "the moon", "a forest", "winter", "music", "trains", "bread"]
 
 
-def open_backend(parallel: int) -> LlamaCppBackend:
+def open_backend(model: str, parallel: int, **extra: Any) -> LlamaCppBackend:
+    """The model with ``parallel`` slots; ``flash_attn`` as its default unless ``extra`` says."""
     context = Context()
-    spec = context.resolve(MODEL)
-    options = {**spec.options, "parallel": parallel, "n_ctx": 512, "n_threads": THREADS}
+    spec = context.resolve(model)
+    options = {
+        **spec.options, "parallel": parallel, "n_ctx": SLOT_CTX, "n_threads": THREADS, **extra
+    }  # fmt: skip
     backend = context.open_backend(spec.model_copy(update={"options": options}))
     assert isinstance(backend, LlamaCppBackend)
     return backend
 
 
-def request(i: int, tokens: int = TOKENS) -> GenerationRequest:
-    prompt = f"Write a story about {TOPICS[i % len(TOPICS)]}."
+def request(i: int, tokens: int = TOKENS, topic: str | None = None) -> GenerationRequest:
+    prompt = f"Write a story about {topic or TOPICS[i % len(TOPICS)]}."
     return GenerationRequest.from_prompt(prompt, temperature=0, max_tokens=tokens, ignore_eos=True)
+
+
+def sample_rows() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in SAMPLE.read_text().splitlines() if line.strip()]
 
 
 async def sweep_point(backend: LlamaCppBackend, streams: int) -> dict[str, float]:
@@ -91,12 +105,13 @@ async def sweep_point(backend: LlamaCppBackend, streams: int) -> dict[str, float
 
 
 async def ttft_under_load(backend: LlamaCppBackend) -> dict[str, float]:
-    alone = await collect(backend, request(0, 4))
+    # topics no slot has cached (beyond the chat template both share with everything)
+    alone = await collect(backend, request(0, 4, topic=f"a lighthouse {time.time_ns()}"))
     running = [asyncio.ensure_future(collect(backend, request(i, 96))) for i in range(1, 8)]
     while backend.batch_stats()["steps"] < 3 or backend.batch_stats()["slots_in_use"] < 7:
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.3)  # the seven are decoding
-    arriving = await collect(backend, request(0, 4))
+    arriving = await collect(backend, request(0, 4, topic=f"a lighthouse {time.time_ns()}"))
     await asyncio.gather(*running)
     return {
         "ttft_alone_s": alone.time_to_first_token_s or 0.0,
@@ -104,62 +119,92 @@ async def ttft_under_load(backend: LlamaCppBackend) -> dict[str, float]:
     }
 
 
-def throughput(rounds: int) -> dict[str, Any]:
-    single = open_backend(1)
-    batched = open_backend(16)
-    best: dict[str, dict[str, float]] = {}
+def _median_point(points: list[dict[str, float]]) -> dict[str, Any]:
+    keys = ("output_tokens_per_second", "decode_tokens_per_second", "tpot_s_mean", "wall_s")
+    out: dict[str, Any] = {"streams": points[0]["streams"], "rounds": len(points)}
+    for key in keys:
+        values = [p[key] for p in points]
+        out[key] = statistics.median(values)
+        out[f"{key}_range"] = [min(values), max(values)]
+    return out
 
-    def keep(name: str, point: dict[str, float]) -> None:
-        old = best.get(name)
-        if old is None or point["decode_tokens_per_second"] > old["decode_tokens_per_second"]:
-            best[name] = point
 
-    async def run() -> dict[str, float]:
-        for _ in range(rounds):
-            keep("single_path_1", await sweep_point(single, 1))
+def throughput(model: str, rounds: int) -> dict[str, Any]:
+    single = open_backend(model, 1)
+    # the batched path's default flash attention, on the single path: a reference
+    single_fa = open_backend(model, 1, flash_attn=True)
+    batched = open_backend(model, 16)
+    runs: dict[str, list[dict[str, float]]] = {}
+
+    async def run() -> list[dict[str, float]]:
+        ttfts = []
+        for _ in range(rounds):  # interleaved: both sides see the same background load
+            runs.setdefault("single_path_1", []).append(await sweep_point(single, 1))
+            runs.setdefault("single_path_1_fa", []).append(await sweep_point(single_fa, 1))
             for n in STREAMS:
-                keep(f"batched_{n}", await sweep_point(batched, n))
-        return await ttft_under_load(batched)
+                runs.setdefault(f"batched_{n}", []).append(await sweep_point(batched, n))
+            ttfts.append(await ttft_under_load(batched))
+        return ttfts
 
-    ttft = asyncio.run(run())
-    asyncio.run(single.aclose())
-    asyncio.run(batched.aclose())
-    base = best["single_path_1"]["decode_tokens_per_second"]
-    for point in best.values():
+    ttfts = asyncio.run(run())
+    for backend in (single, single_fa, batched):
+        asyncio.run(backend.aclose())
+    points = {name: _median_point(p) for name, p in runs.items()}
+    base = points["single_path_1"]["decode_tokens_per_second"]
+    for point in points.values():
         point["ratio_vs_single_path"] = point["decode_tokens_per_second"] / base
-    return {"points": best, **ttft}
+    ttft = {k: statistics.median(t[k] for t in ttfts) for k in ttfts[0]}
+    return {"points": points, **ttft}
 
 
-def greedy_agreement(max_tokens: int) -> dict[str, Any]:
-    rows = [json.loads(line) for line in SAMPLE.read_text().splitlines() if line.strip()]
+def greedy_agreement(model: str, max_tokens: int) -> dict[str, Any]:
+    """Batched outputs vs the single path: one request at a time, then eight at a time.
+
+    Both with flash attention (the batched path's default), so that only batching differs.
+    """
+    rows = sample_rows()
     requests = [
         GenerationRequest.from_prompt(r["prompt"], temperature=0, max_tokens=max_tokens)
         for r in rows
     ]
-    single = open_backend(1)
-    batched = open_backend(8)
+    single = open_backend(model, 1, flash_attn=True)
+    batched = open_backend(model, 8)
 
-    async def run() -> tuple[list[Generation], list[Generation]]:
+    async def run() -> tuple[list[Generation], list[Generation], list[Generation]]:
         alone = [await collect(single, r) for r in requests]
-        together = await asyncio.gather(*(collect(batched, r) for r in requests))
-        return alone, list(together)
+        one_by_one = [await collect(batched, r) for r in requests]
+        limit = asyncio.Semaphore(8)
 
-    alone, together = asyncio.run(run())
+        async def limited(r: GenerationRequest) -> Generation:
+            async with limit:
+                return await collect(batched, r)
+
+        together = await asyncio.gather(*(limited(r) for r in requests))
+        return alone, one_by_one, list(together)
+
+    alone, one_by_one, together = asyncio.run(run())
     asyncio.run(single.aclose())
     asyncio.run(batched.aclose())
-    same = [a.output == b.output for a, b in zip(alone, together, strict=True)]
+
+    def compare(outputs: list[Generation]) -> dict[str, Any]:
+        same = [a.output == b.output for a, b in zip(alone, outputs, strict=True)]
+        return {
+            "identical": sum(same),
+            "share_identical": sum(same) / len(same),
+            "differing_ids": [r["id"] for r, s in zip(rows, same, strict=True) if not s],
+        }
+
     return {
-        "prompts": len(same),
-        "identical": sum(same),
-        "share_identical": sum(same) / len(same),
-        "differing_ids": [r["id"] for r, s in zip(rows, same, strict=True) if not s],
+        "prompts": len(rows),
         "max_tokens": max_tokens,
+        "one_at_a_time": compare(one_by_one),
+        "eight_at_a_time": compare(together),
     }
 
 
-def eval_side_by_side(max_tokens: int) -> dict[str, Any]:
-    rows = [json.loads(line) for line in SAMPLE.read_text().splitlines() if line.strip()]
-    out: dict[str, Any] = {"max_tokens": max_tokens, "prompts": PROMPTS}
+def eval_side_by_side(model: str, max_tokens: int, rounds: int) -> dict[str, Any]:
+    rows = sample_rows()
+    out: dict[str, Any] = {"max_tokens": max_tokens, "prompts": PROMPTS, "rounds": rounds}
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / "prompts.jsonl"
         with data.open("w") as fh:
@@ -169,10 +214,10 @@ def eval_side_by_side(max_tokens: int) -> dict[str, Any]:
                 if k >= len(rows):
                     row["prompt"] = f"{row['prompt']} (question {k})"
                 fh.write(json.dumps(row) + "\n")
-        path = Context().resolve(MODEL).model
+        path = Context().resolve(model).model
         config = {
             "models": {
-                f"smol-p{p}": {
+                f"m-p{p}": {
                     "backend": "llamacpp",
                     "model": str(path),
                     "options": {"parallel": p, "n_ctx": 1024, "n_threads": THREADS},
@@ -181,76 +226,76 @@ def eval_side_by_side(max_tokens: int) -> dict[str, Any]:
             }
         }
         (Path(tmp) / "llmpick.yaml").write_text(json.dumps(config))
-        for p in (8, 1):  # batched first: any warm-up cost falls on it
-            command = [
-                sys.executable, "-m", "llmpick", "eval", str(data), "-m", f"smol-p{p}",
-                "--max-tokens", str(max_tokens), "--db", str(Path(tmp) / f"p{p}.db"),
-                "--format", "json", "--no-progress", "--concurrency", "8",
-                "--scorer", "contains",
-            ]  # fmt: skip
-            started = time.perf_counter()
-            done = subprocess.run(
-                command, cwd=tmp, capture_output=True, text=True, env=os.environ, check=False
-            )
-            wall = time.perf_counter() - started
-            if done.returncode != 0:
-                raise SystemExit(f"llmpick eval failed: {done.stderr[-2000:]}")
-            out[f"parallel_{p}"] = {"wall_s": wall, "result": json.loads(done.stdout)}
-    out["speedup"] = out["parallel_1"]["wall_s"] / out["parallel_8"]["wall_s"]
+        walls: dict[int, list[float]] = {8: [], 1: []}
+        for k in range(rounds):
+            for p in (8, 1):  # batched first: any warm-up cost falls on it
+                db = Path(tmp) / f"p{p}-{k}.db"  # a fresh store: nothing cached
+                command = [
+                    sys.executable, "-m", "llmpick", "eval", str(data), "-m", f"m-p{p}",
+                    "--max-tokens", str(max_tokens), "--db", str(db), "--format", "json",
+                    "--no-progress", "--concurrency", "8", "--scorer", "contains",
+                ]  # fmt: skip
+                started = time.perf_counter()
+                done = subprocess.run(
+                    command, cwd=tmp, capture_output=True, text=True, env=os.environ, check=False
+                )
+                walls[p].append(time.perf_counter() - started)
+                if done.returncode != 0:
+                    raise SystemExit(f"llmpick eval failed: {done.stderr[-2000:]}")
+                summary = json.loads(done.stdout)["models"][f"m-p{p}"]
+                out.setdefault(f"parallel_{p}", {"scores": [], "errors": []})
+                out[f"parallel_{p}"]["scores"].append(summary["mean"])
+                out[f"parallel_{p}"]["errors"].append(summary["errors"])
+        for p, values in walls.items():
+            out[f"parallel_{p}"]["wall_s"] = values
+            out[f"parallel_{p}"]["wall_s_median"] = statistics.median(values)
+    out["speedup"] = out["parallel_1"]["wall_s_median"] / out["parallel_8"]["wall_s_median"]
+    out["speedup_per_round"] = [
+        a / b for a, b in zip(walls[1], walls[8], strict=True)
+    ]  # fmt: skip
     return out
 
 
-def server_anchor(server: Path, llmpick_8: float) -> dict[str, Any]:
-    """llama.cpp's own server with --parallel 8, same prompts and token counts, via its API."""
-    import httpx
-    from tests.conftest import free_port, wait_for_port  # loopback helpers
-
-    port = free_port()
-    path = Context().resolve(MODEL).model
-    proc = subprocess.Popen(
-        [str(server), "-m", str(path), "--host", "127.0.0.1", "--port", str(port),
-         "--parallel", "8", "-c", str(512 * 8), "-t", str(THREADS), "-tb", str(THREADS),
-         "--no-webui"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for_port(proc, port, "llama-server", timeout=120)
-        time.sleep(1.0)
-
-        async def one(client: httpx.AsyncClient, i: int) -> int:
-            body = {
-                "messages": request(i).model_dump()["messages"],
-                "max_tokens": TOKENS, "temperature": 0, "ignore_eos": True,
-            }  # fmt: skip
-            r = await client.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body)
-            r.raise_for_status()
-            return int(r.json()["usage"]["completion_tokens"])
-
-        async def run() -> float:
-            best = 0.0
-            async with httpx.AsyncClient(timeout=300) as client:
-                await one(client, 0)
-                for _ in range(2):
-                    started = time.perf_counter()
-                    tokens = sum(await asyncio.gather(*(one(client, i) for i in range(8))))
-                    best = max(best, tokens / (time.perf_counter() - started))
-            return best
-
-        server_tps = asyncio.run(run())
-    finally:
-        proc.terminate()
-        proc.wait(10)
-    return {
-        "server_output_tokens_per_second_at_8": server_tps,
-        "llmpick_output_tokens_per_second_at_8": llmpick_8,
-        "ratio_llmpick_to_server": llmpick_8 / server_tps,
-    }
+def anchors(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
+    backend = open_backend(args.model, 1)
+    prompt_tokens = len(backend.prompt_tokens(request(0)))
+    asyncio.run(backend.aclose())
+    path = backend.path
+    out: dict[str, Any] = {"prompt_tokens": prompt_tokens}
+    points = result.get("throughput", {}).get("points", {})
+    if args.batched_bench:
+        bench = batching_anchor.batched_bench(
+            args.batched_bench, path, prompt_tokens, TOKENS, STREAMS, THREADS, args.rounds
+        )
+        if points:
+            bench["llmpick_ratio"] = {
+                b: points[f"batched_{b}"]["decode_tokens_per_second"] / rate
+                for b, rate in bench["decode_tokens_per_second"].items()
+            }
+        out["batched_bench"] = bench
+    if args.server:
+        bodies = [
+            {**request(i).model_dump(include={"messages"}), "max_tokens": TOKENS,
+             "temperature": 0, "ignore_eos": True}
+            for i in range(8)
+        ]  # fmt: skip
+        srv = batching_anchor.server(args.server, path, bodies, THREADS, SLOT_CTX, args.rounds)
+        if points:
+            srv["llmpick_ratio"] = {
+                n: points[f"batched_{n}"]["output_tokens_per_second"] / rate
+                for n, rate in srv["output_tokens_per_second"].items()
+            }
+        out["server_parallel_8"] = srv
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--server", type=Path, help="llama-server binary for the anchor")
+    parser.add_argument("--model", default="smollm2-135m-instruct", help="a bundled model")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--eval-max-tokens", type=int, default=16)
+    parser.add_argument("--batched-bench", type=Path, help="llama-batched-bench binary (anchor)")
+    parser.add_argument("--server", type=Path, help="llama-server binary (anchor)")
     parser.add_argument(
         "--parts", default="throughput,agreement,eval", help="comma-separated parts to run"
     )
@@ -258,29 +303,30 @@ def main() -> None:
     parts = set(args.parts.split(","))
     load_before = os.getloadavg()
     result: dict[str, Any] = {
-        "model": MODEL,
+        "model": args.model,
         "threads": THREADS,
         "cpu_cores": os.cpu_count(),
         "tokens_per_stream": TOKENS,
+        "rounds": args.rounds,
         "load_average_before": load_before,
     }
     if "throughput" in parts:
-        report_throughput(result, throughput(args.rounds))
+        result["throughput"] = throughput(args.model, args.rounds)
+        report_throughput(result["throughput"])
+    if args.batched_bench or args.server:
+        result["anchors"] = anchors(args, result)
+        report_anchors(result["anchors"])
     if "agreement" in parts:
-        result["greedy_agreement"] = greedy_agreement(max_tokens=32)
-        g = result["greedy_agreement"]
-        print(f"greedy agreement: {g['identical']}/{g['prompts']} identical")
-    if args.server:
-        result["anchor"] = server_anchor(
-            args.server, result["throughput"]["points"]["batched_8"]["output_tokens_per_second"]
-        )
-        print("anchor:", result["anchor"])
+        g = result["greedy_agreement"] = greedy_agreement(args.model, max_tokens=32)
+        for how in ("one_at_a_time", "eight_at_a_time"):
+            print(f"greedy agreement, {how}: {g[how]['identical']}/{g['prompts']} identical")
     if "eval" in parts:
-        result["eval"] = eval_side_by_side(max_tokens=16)
-        e = result["eval"]
+        e = result["eval"] = eval_side_by_side(args.model, args.eval_max_tokens, args.rounds)
         print(
-            f"eval 100 prompts: parallel 1 {e['parallel_1']['wall_s']:.1f} s, "
-            f"parallel 8 {e['parallel_8']['wall_s']:.1f} s, speedup {e['speedup']:.2f}x"
+            f"eval {e['prompts']} prompts: parallel 1 {e['parallel_1']['wall_s_median']:.1f} s, "
+            f"parallel 8 {e['parallel_8']['wall_s_median']:.1f} s (medians of {args.rounds}), "
+            f"speedup {e['speedup']:.2f}x; scores {e['parallel_1']['scores']} vs "
+            f"{e['parallel_8']['scores']}"
         )
     result["load_average_after"] = os.getloadavg()
     result["busiest_processes"] = [
@@ -291,27 +337,44 @@ def main() -> None:
             reverse=True,
         )[:5]
     ]
-    out = RESULTS.with_name(f"batching_{'_'.join(sorted(parts))}.json")
+    out = RESULTS / f"batching_{args.model}_{'_'.join(sorted(parts))}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
     print(f"load average before {load_before}, after {result['load_average_after']}")
     print(f"wrote {out}")
 
 
-def report_throughput(result: dict[str, Any], measured: dict[str, Any]) -> None:
-    result["throughput"] = measured
-    points = measured["points"]
-    print(f"{'config':>16} {'decode tok/s':>12} {'ratio':>6} {'TPOT ms':>8} {'wall s':>7}")
-    for name, p in points.items():
+def report_throughput(t: dict[str, Any]) -> None:
+    print(f"{'config':>16} {'decode tok/s':>12} {'range':>13} {'ratio':>6} {'TPOT ms':>8}")
+    for name, p in t["points"].items():
+        lo, hi = p["decode_tokens_per_second_range"]
         print(
-            f"{name:>16} {p['decode_tokens_per_second']:12.1f} {p['ratio_vs_single_path']:6.2f} "
-            f"{p['tpot_s_mean'] * 1000:8.1f} {p['wall_s']:7.2f}"
+            f"{name:>16} {p['decode_tokens_per_second']:12.1f} {lo:6.1f}-{hi:<6.1f} "
+            f"{p['ratio_vs_single_path']:6.2f} {p['tpot_s_mean'] * 1000:8.1f}"
         )
-    t = result["throughput"]
     print(
         f"TTFT alone {t['ttft_alone_s'] * 1000:.0f} ms, "
         f"arriving while 7 decode {t['ttft_while_7_decode_s'] * 1000:.0f} ms"
     )
+
+
+def report_anchors(a: dict[str, Any]) -> None:
+    bench = a.get("batched_bench")
+    if bench:
+        for b, rate in bench["decode_tokens_per_second"].items():
+            mine = bench.get("llmpick_ratio", {}).get(b)
+            print(
+                f"llama-batched-bench B={b:>2}: {rate:6.1f} tok/s ({bench['ratio_vs_1'][b]:.2f}x "
+                f"its B=1)" + (f"; llmpick / llama.cpp {mine:.2f}" if mine else "")
+            )
+    srv = a.get("server_parallel_8")
+    if srv:
+        for n, rate in srv["output_tokens_per_second"].items():
+            mine = srv.get("llmpick_ratio", {}).get(n)
+            print(
+                f"llama-server --parallel 8, {n} streams: {rate:6.1f} output tok/s"
+                + (f"; llmpick / llama-server {mine:.2f}" if mine else "")
+            )
 
 
 if __name__ == "__main__":

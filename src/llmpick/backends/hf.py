@@ -163,7 +163,7 @@ class HFBackend(Backend):
             weights = None
             quant = self.dtype_name
             if self.gguf_path is not None:
-                from llmpick.backends.llamacpp import file_sha256
+                from llmpick.backends.gguf_files import file_sha256
 
                 cache = Path(self.opts.cache_dir) if self.opts.cache_dir else None
                 weights = file_sha256(self.gguf_path, cache)

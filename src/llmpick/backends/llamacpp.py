@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import threading
 import time
@@ -38,6 +37,7 @@ from llmpick.backends.base import (
     Usage,
     sha256_text,
 )
+from llmpick.backends.gguf_files import check_gguf, file_sha256, gguf_quantization, resolve_gguf
 from llmpick.backends.llamacpp_batch import BatchScheduler, BatchSettings, ChunkMaker
 from llmpick.errors import BackendError, ContextLengthError, LlmpickError, ModelFileError
 
@@ -49,7 +49,6 @@ __all__ = [
     "gguf_quantization",
 ]
 
-_GGUF_MAGIC = b"GGUF"
 _DONE = object()
 _LOG_LOCK = threading.Lock()
 _log_state: dict[str, Any] = {}
@@ -101,7 +100,12 @@ class LlamaCppOptions(BackendOptions):
     n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
     n_gpu_layers: int = Field(0, description="layers offloaded to the GPU; -1 = all")
     n_batch: int = Field(512, ge=1, description="prompt tokens evaluated per batch")
-    flash_attn: bool = False
+    flash_attn: bool | None = Field(
+        None,
+        description="flash attention; null (default) = on with parallel > 1, where it skips "
+        "the KV cells other slots hold (llama.cpp's server does the same), off with "
+        "parallel 1 (llama-cpp-python's Llama default)",
+    )
     reuse_prefix: bool = Field(
         True,
         description="with parallel > 1: a request reads only the part of its prompt that no "
@@ -120,89 +124,6 @@ class LlamaCppOptions(BackendOptions):
     hf_revision: str | None = None
     cache_dir: str | None = Field(None, description="where file hashes are remembered")
     verbose: bool = Field(False, description="echo llama.cpp's own log to stderr")
-
-
-def file_sha256(path: Path, cache_dir: Path | None) -> str:
-    """SHA-256 of a file, remembered by (path, size, mtime) in ``cache_dir``."""
-    import hashlib
-
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    index: dict[str, str] = {}
-    index_path = cache_dir / "file-hashes.json" if cache_dir else None
-    if index_path and index_path.exists():
-        with contextlib.suppress(OSError, ValueError):
-            index = json.loads(index_path.read_text())
-    if key in index:
-        return index[key]
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    value = digest.hexdigest()
-    if index_path:
-        index[key] = value
-        with contextlib.suppress(OSError):
-            index_path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = index_path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(index))
-            os.replace(tmp, index_path)
-    return value
-
-
-def gguf_quantization(metadata: dict[str, str]) -> str | None:
-    """Quantization name (``Q4_1``, ``Q4_K_M``…) from ``general.file_type``."""
-    raw = metadata.get("general.file_type")
-    if raw is None:
-        return None
-    try:
-        from gguf import LlamaFileType
-
-        name = LlamaFileType(int(raw)).name
-    except (ImportError, ValueError):
-        return f"file_type={raw}"
-    return name.removeprefix("MOSTLY_")
-
-
-def _resolve_path(model: str, options: LlamaCppOptions) -> Path:
-    if options.hf_repo:
-        try:
-            from huggingface_hub import hf_hub_download
-        except ImportError as exc:  # pragma: no cover - a core dependency
-            raise ModelFileError("huggingface_hub is not installed") from exc
-        try:
-            return Path(hf_hub_download(options.hf_repo, model, revision=options.hf_revision))
-        except Exception as exc:
-            offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-            why = (
-                "HF_HUB_OFFLINE is set and the file is not in the local Hub cache"
-                if offline
-                else type(exc).__name__
-            )
-            raise ModelFileError(
-                f"could not get {model} from Hugging Face repo {options.hf_repo}: {why}",
-                "check the repo id and file name and your network, or give a local path",
-            ) from exc
-    return Path(model).expanduser()
-
-
-def _check_gguf(path: Path) -> None:
-    if not path.exists():
-        raise ModelFileError(
-            f"GGUF file not found: {path}", "check the path, or run 'llmpick models'"
-        )
-    if not path.is_file():
-        raise ModelFileError(f"not a file: {path}", "give the path of a .gguf file")
-    try:
-        with path.open("rb") as fh:
-            magic = fh.read(4)
-    except OSError as exc:
-        raise ModelFileError(f"cannot read {path}: {exc.strerror}") from exc
-    if magic != _GGUF_MAGIC:
-        raise ModelFileError(
-            f"{path} is not a GGUF file (bad magic bytes)",
-            "the file is corrupt or in another format; re-download it",
-        )
 
 
 def default_parallel(
@@ -256,8 +177,8 @@ class LlamaCppBackend(Backend):
         opts = self.options
         assert isinstance(opts, LlamaCppOptions)
         self.opts = opts
-        self.path = _resolve_path(model, opts)
-        _check_gguf(self.path)
+        self.path = resolve_gguf(model, opts.hf_repo, opts.hf_revision)
+        check_gguf(self.path)
         #: sequence slots; 1 = the single-sequence path through ``Llama.generate``
         self.parallel = opts.parallel or default_parallel(opts, _kv_bytes_per_slot(self.path, opts))
         self.llm: Any = None
@@ -293,7 +214,7 @@ class LlamaCppBackend(Backend):
                 n_threads=opts.n_threads,
                 n_gpu_layers=opts.n_gpu_layers,
                 n_batch=opts.n_batch,
-                flash_attn=opts.flash_attn,
+                flash_attn=bool(opts.flash_attn),
                 swa_full=opts.swa_full,
                 verbose=False,
             )
@@ -331,7 +252,7 @@ class LlamaCppBackend(Backend):
             n_threads=opts.n_threads or max(cores // 2, 1),
             n_threads_batch=opts.n_threads or cores,
             n_gpu_layers=opts.n_gpu_layers,
-            flash_attn=opts.flash_attn,
+            flash_attn=opts.flash_attn is not False,
             swa_full=opts.swa_full,
             top_k=opts.top_k,
             min_p=opts.min_p,

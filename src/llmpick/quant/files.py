@@ -30,7 +30,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from llmpick.backends.llamacpp import _install_log_capture, file_sha256
+from llmpick.backends.gguf_files import file_sha256
+from llmpick.backends.llamacpp import _install_log_capture
 from llmpick.errors import ModelFileError, QuantizationError
 
 __all__ = [

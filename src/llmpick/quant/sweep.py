@@ -170,7 +170,7 @@ def _variant_spec(name: str, built: BuiltFile, n_ctx: int) -> ModelSpec:
 def _build_all(
     path: Path, context: Any, options: QuantOptions, names: list[str]
 ) -> tuple[BuiltFile, list[BuiltFile]]:
-    from llmpick.backends.llamacpp import file_sha256
+    from llmpick.backends.gguf_files import file_sha256
 
     digest = file_sha256(path, context.settings.cache_dir)
     directory = quant_dir(context.settings.cache_dir, digest)
