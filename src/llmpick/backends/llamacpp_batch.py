@@ -318,8 +318,9 @@ class BatchScheduler:
                 self._lock.wait_for(lambda: self._closed or self._has_work())
                 if self._closed:
                     break
-                self._reap_cancelled()
-                self._admit()
+                with self._step_lock:  # admission cuts and shares cached cells
+                    self._reap_cancelled()
+                    self._admit()
             if not self._active:
                 continue
             try:
@@ -327,7 +328,7 @@ class BatchScheduler:
                     self._step()
             except Exception as exc:  # a failed decode ends the sequences in it, not the thread
                 error = exc if isinstance(exc, BackendError) else BackendError(str(exc))
-                with self._lock:
+                with self._step_lock, self._lock:
                     for seq in list(self._active):
                         self._forget(seq.slot)  # what the cache holds for it is unknown
                         self._finish(seq, error=error)
