@@ -97,7 +97,12 @@ class LlamaCppOptions(BackendOptions):
         "request at a time; null = automatic: 2 per CPU core (8 with a GPU), at most 8, fewer "
         "if the KV cache of all slots would pass a quarter of the available memory",
     )
-    n_threads: int | None = Field(None, ge=1, description="CPU threads (default: all cores)")
+    n_threads: int | None = Field(
+        None,
+        ge=1,
+        description="CPU threads (default as llama-cpp-python: half the cores for one-token "
+        "steps, all of them for prompt batches)",
+    )
     n_gpu_layers: int = Field(0, description="layers offloaded to the GPU; -1 = all")
     n_batch: int = Field(512, ge=1, description="prompt tokens evaluated per batch")
     flash_attn: bool | None = Field(
