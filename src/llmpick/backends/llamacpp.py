@@ -186,6 +186,8 @@ class LlamaCppBackend(Backend):
         check_gguf(self.path)
         #: sequence slots; 1 = the single-sequence path through ``Llama.generate``
         self.parallel = opts.parallel or default_parallel(opts, _kv_bytes_per_slot(self.path, opts))
+        #: unset: on when batching (docs/batching.md), off on the single path as in ``Llama``
+        self.flash_attn = opts.flash_attn if opts.flash_attn is not None else self.parallel > 1
         self.llm: Any = None
         self._scheduler: BatchScheduler | None = None
         with _LOG_LOCK:
@@ -219,7 +221,7 @@ class LlamaCppBackend(Backend):
                 n_threads=opts.n_threads,
                 n_gpu_layers=opts.n_gpu_layers,
                 n_batch=opts.n_batch,
-                flash_attn=bool(opts.flash_attn),
+                flash_attn=self.flash_attn,
                 swa_full=opts.swa_full,
                 verbose=False,
             )
@@ -257,7 +259,7 @@ class LlamaCppBackend(Backend):
             n_threads=opts.n_threads or max(cores // 2, 1),
             n_threads_batch=opts.n_threads or cores,
             n_gpu_layers=opts.n_gpu_layers,
-            flash_attn=opts.flash_attn is not False,
+            flash_attn=self.flash_attn,
             swa_full=opts.swa_full,
             top_k=opts.top_k,
             min_p=opts.min_p,
