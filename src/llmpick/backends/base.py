@@ -126,10 +126,13 @@ class ModelIdentity(BaseModel):
     quantization: str | None = None
     chat_template_sha256: str | None = None
     base_url: str | None = None
+    #: CPU threads a local runtime decodes with (shown, not part of the cache key: the
+    #: weights and the prompt decide an output, the thread count only its speed)
+    n_threads: int | None = None
 
     def key(self) -> str:
         """A stable hash identifying these weights behind this backend (and URL)."""
-        return sha256_text(self.model_dump_json())
+        return sha256_text(self.model_dump_json(exclude={"n_threads"}))
 
 
 class Generation(BaseModel):
@@ -220,6 +223,9 @@ class Backend(ABC):
     #: the backend needs the dataset row (reads outputs from it)
     needs_row: ClassVar[bool] = False
     Options: ClassVar[type[BackendOptions]] = BackendOptions
+    #: options a long-running server (``serve``, and ``bench``, which measures what serve
+    #: does) opens this backend with where the spec sets none; see PoolOptions.serving_defaults
+    serving_options: ClassVar[dict[str, Any]] = {}
 
     def __init__(self, model: str, options: BackendOptions | None = None) -> None:
         self.model = model
@@ -256,6 +262,10 @@ class Backend(ABC):
 
     def count_tokens(self, text: str) -> int | None:
         """Tokens in ``text`` by this model's tokenizer, or None if unknown."""
+        return None
+
+    def runtime_summary(self) -> str | None:
+        """What the backend chose when it loaded (slots, threads, cache), for a server's log."""
         return None
 
     def context_length(self) -> int | None:

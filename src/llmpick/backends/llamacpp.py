@@ -23,7 +23,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -39,6 +39,8 @@ from llmpick.backends.base import (
 )
 from llmpick.backends.gguf_files import check_gguf, file_sha256, gguf_quantization, resolve_gguf
 from llmpick.backends.llamacpp_batch import BatchScheduler, BatchSettings, ChunkMaker
+from llmpick.backends.llamacpp_defaults import default_parallel, default_threads, kv_bytes_per_slot
+from llmpick.backends.llamacpp_log import LOG_LOCK, install_log_capture, log_state
 from llmpick.errors import BackendError, ContextLengthError, LlmpickError, ModelFileError
 
 __all__ = [
@@ -50,37 +52,6 @@ __all__ = [
 ]
 
 _DONE = object()
-_LOG_LOCK = threading.Lock()
-_log_state: dict[str, Any] = {}
-
-
-def _install_log_capture() -> list[str]:
-    """Route llama.cpp's (process-wide) log into a list instead of stderr.
-
-    llama-cpp-python prints some messages even with ``verbose=False``; the
-    log also holds what we want to keep, such as the KV buffer sizes.
-    """
-    import ctypes
-
-    import llama_cpp
-
-    if "callback" not in _log_state:
-        lines: list[str] = []
-
-        @llama_cpp.llama_log_callback
-        def _capture(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
-            lines.append(text.decode("utf-8", errors="replace"))
-            if _log_state.get("echo"):
-                os.write(2, text)
-
-        _log_state["callback"] = _capture
-        _log_state["lines"] = lines
-        llama_cpp.llama_log_set(_capture, ctypes.c_void_p(0))
-    buffer: list[str] = _log_state["lines"]
-    buffer.clear()
-    return buffer
-
-
 class LlamaCppOptions(BackendOptions):
     """Options of the llamacpp backend."""
 
@@ -100,8 +71,10 @@ class LlamaCppOptions(BackendOptions):
     n_threads: int | None = Field(
         None,
         ge=1,
-        description="CPU threads (default as llama-cpp-python: half the cores for one-token "
-        "steps, all of them for prompt batches)",
+        description="CPU threads for one-token steps and prompt batches; default: the "
+        "physical cores this process may run on (affinity-aware) for steps, every allowed "
+        "logical core for prompt batches (llama-cpp-python's own default is half the cores "
+        "for steps, which is one thread on a 2-core machine)",
     )
     n_gpu_layers: int = Field(0, description="layers offloaded to the GPU; -1 = all")
     n_batch: int = Field(512, ge=1, description="prompt tokens evaluated per batch")
@@ -131,44 +104,6 @@ class LlamaCppOptions(BackendOptions):
     verbose: bool = Field(False, description="echo llama.cpp's own log to stderr")
 
 
-def default_parallel(
-    options: LlamaCppOptions,
-    kv_bytes_per_slot: int,
-    cores: int | None = None,
-    available_bytes: int | None = None,
-) -> int:
-    """Slots when ``parallel`` is not set: 2 per core (8 on a GPU), at most 8, memory allowing.
-
-    On a CPU one decode step reads every weight once whatever the batch, so a
-    few sequences per core turn matrix-vector work into matrix-matrix work for
-    little extra time (docs/batching.md has the measured curve); beyond ~8 the
-    step becomes compute-bound and each stream slows down as much as the batch
-    grows. The KV cache of all slots is kept under a quarter of the available
-    memory.
-    """
-    wanted = 8 if options.n_gpu_layers != 0 else min(8, 2 * (cores or os.cpu_count() or 1))
-    if available_bytes is None:
-        import psutil
-
-        available_bytes = int(psutil.virtual_memory().available)
-    while wanted > 1 and wanted * kv_bytes_per_slot > available_bytes // 4:
-        wanted -= 1
-    return max(1, wanted)
-
-
-def _kv_bytes_per_slot(path: Path, options: LlamaCppOptions) -> int:
-    """KV bytes of one slot of ``n_ctx`` tokens, by fit's rule (0 if the shape is unknown)."""
-    from llmpick.fit.memory import LlamaCppSettings, llamacpp_kv_cache_bytes
-    from llmpick.fit.shape import shape_from_gguf
-
-    try:
-        shape = shape_from_gguf(path)
-    except LlmpickError:
-        return 0
-    settings = LlamaCppSettings(n_batch=options.n_batch, swa_full=options.swa_full)
-    return llamacpp_kv_cache_bytes(shape, options.n_ctx, 1, settings=settings)
-
-
 class LlamaCppBackend(Backend):
     """GGUF models in this process through llama-cpp-python."""
 
@@ -176,23 +111,29 @@ class LlamaCppBackend(Backend):
     is_local = True
     supports_seed = True
     Options = LlamaCppOptions
+    #: a server batches concurrent requests: automatic slots (docs/batching.md)
+    serving_options: ClassVar[dict[str, Any]] = {"parallel": None}
 
     def __init__(self, model: str, options: BackendOptions | None = None) -> None:
         super().__init__(model, options)
         opts = self.options
         assert isinstance(opts, LlamaCppOptions)
         self.opts = opts
+        steps, batches = default_threads()
+        #: threads of one-token steps and of prompt batches (both paths use the same)
+        self.n_threads = opts.n_threads or steps
+        self.n_threads_batch = opts.n_threads or batches
         self.path = resolve_gguf(model, opts.hf_repo, opts.hf_revision)
         check_gguf(self.path)
         #: sequence slots; 1 = the single-sequence path through ``Llama.generate``
-        self.parallel = opts.parallel or default_parallel(opts, _kv_bytes_per_slot(self.path, opts))
+        self.parallel = opts.parallel or default_parallel(opts, kv_bytes_per_slot(self.path, opts))
         #: unset: on when batching (docs/batching.md), off on the single path as in ``Llama``
         self.flash_attn = opts.flash_attn if opts.flash_attn is not None else self.parallel > 1
         self.llm: Any = None
         self._scheduler: BatchScheduler | None = None
-        with _LOG_LOCK:
-            log = _install_log_capture()
-            _log_state["echo"] = opts.verbose
+        with LOG_LOCK:
+            log = install_log_capture()
+            log_state["echo"] = opts.verbose
             try:
                 if self.parallel == 1:
                     self.llm = self._load(opts)
@@ -218,7 +159,8 @@ class LlamaCppBackend(Backend):
             return Llama(
                 model_path=str(self.path),
                 n_ctx=opts.n_ctx,
-                n_threads=opts.n_threads,
+                n_threads=self.n_threads,
+                n_threads_batch=self.n_threads_batch,
                 n_gpu_layers=opts.n_gpu_layers,
                 n_batch=opts.n_batch,
                 flash_attn=self.flash_attn,
@@ -250,14 +192,12 @@ class LlamaCppBackend(Backend):
             raise self._load_error(exc) from exc
 
     def _start_scheduler(self, opts: LlamaCppOptions) -> BatchScheduler:
-        cores = os.cpu_count() or 1
         settings = BatchSettings(
             parallel=self.parallel,
             n_ctx=opts.n_ctx,
             n_batch=opts.n_batch,
-            # llama-cpp-python's defaults, so both paths use the same threads
-            n_threads=opts.n_threads or max(cores // 2, 1),
-            n_threads_batch=opts.n_threads or cores,
+            n_threads=self.n_threads,
+            n_threads_batch=self.n_threads_batch,
             n_gpu_layers=opts.n_gpu_layers,
             flash_attn=self.flash_attn,
             swa_full=opts.swa_full,
@@ -343,8 +283,20 @@ class LlamaCppBackend(Backend):
                 chat_template_sha256=sha256_text(self.chat_template)
                 if self.chat_template
                 else None,
+                n_threads=self.n_threads,
             )
         return self._identity
+
+    def runtime_summary(self) -> str:
+        """Slots, KV memory of all slots (fit's rule), threads and flash attention."""
+        kv_mb = self.parallel * kv_bytes_per_slot(self.path, self.opts) / 1e6
+        chosen = "automatic" if self.opts.parallel is None else "set"
+        return (
+            f"{self.parallel} slot(s) ({chosen}), n_ctx {self.opts.n_ctx} each, "
+            f"KV cache ~{kv_mb:.0f} MB (estimated), {self.n_threads} thread(s) per step, "
+            f"{self.n_threads_batch} per prompt batch, flash attention "
+            f"{'on' if self.flash_attn else 'off'}"
+        )
 
     def _generate_sync(
         self, request: GenerationRequest, cancel: threading.Event

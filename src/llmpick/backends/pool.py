@@ -70,6 +70,10 @@ class PoolOptions(BaseModel):
     remote_concurrency: int = Field(8, ge=1)
     #: consecutive failures after which a model is reported ``failing``
     failure_threshold: int = Field(3, ge=1)
+    #: open models with their backend's ``serving_options`` where the spec sets none
+    #: (local GGUF models get automatic batching slots): on for ``serve`` and ``bench``,
+    #: off for ``eval``, whose outputs then do not depend on concurrent traffic
+    serving_defaults: bool = False
 
 
 class ModelHealth(BaseModel):
@@ -289,6 +293,8 @@ class ModelPool:
     async def open(self, spec: str | ModelSpec, *, name: str | None = None) -> PooledModel:
         """The model for ``spec``, loading it (in a thread) unless it is open or loading."""
         resolved = self.context.resolve(spec) if isinstance(spec, str) else spec
+        if self.options.serving_defaults:
+            resolved = self._with_serving_options(resolved)
         name = name or resolved.name
         if name in self._models:
             model = self._models[name]
@@ -301,6 +307,13 @@ class ModelPool:
             task = asyncio.ensure_future(self._load(name, resolved))
             self._loading[name] = (resolved, task)
         return await asyncio.shield(task)
+
+    def _with_serving_options(self, spec: ModelSpec) -> ModelSpec:
+        defaults = self.context.backends.get(spec.backend).serving_options
+        missing = {k: v for k, v in defaults.items() if k not in spec.options}
+        if not missing:
+            return spec
+        return spec.model_copy(update={"options": {**missing, **spec.options}})
 
     async def _load(self, name: str, spec: ModelSpec) -> PooledModel:
         if len(self._loading) > 1:

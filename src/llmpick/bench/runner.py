@@ -101,9 +101,13 @@ class BenchConfig:
 
 
 def _pool_options(config: BenchConfig) -> PoolOptions:
-    """A pool that queues every request of a point and never caps a server below the load."""
+    """A pool that queues every request of a point and never caps a server below the load.
+
+    Local models open as ``serve`` opens them (serving defaults: automatic batching slots),
+    so bench measures what serve would do.
+    """
     most = max([config.requests, *config.concurrency])
-    return PoolOptions(remote_concurrency=most, max_queue=most)
+    return PoolOptions(remote_concurrency=most, max_queue=most, serving_defaults=True)
 
 
 def _count_earlier_load(

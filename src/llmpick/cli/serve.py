@@ -128,7 +128,13 @@ def serve_command(
         ),
     ] = False,
 ) -> None:
-    """Serve the bundled models (or -m/--routes-from) on http://127.0.0.1:8000/v1."""
+    """Serve the bundled models (or -m/--routes-from) on http://127.0.0.1:8000/v1.
+
+    Local GGUF models batch concurrent requests by default (automatic slots: 2 per CPU
+    core, 8 with a GPU, at most 8, memory allowing; the choice is printed at start); set
+    ``options: {parallel: 1}`` for a model in llmpick.yaml, or ``serve: {pool:
+    {serving_defaults: false}}``, for one request at a time. See docs/batching.md.
+    """
     if ctx.invoked_subcommand is not None:
         return
     context = get_context(ctx)
@@ -152,6 +158,7 @@ def serve_command(
         },
     )
     gateway = build_gateway(context, config)
+    gateway.announce = lambda line: err_console.print(line, highlight=False, markup=False)
     if explain:
         _print_routes(gateway)
         return

@@ -81,9 +81,9 @@ def load_scoring_model(path: Path, n_ctx: int, n_threads: int | None = None) -> 
     """A llama.cpp model that returns the logits of every position."""
     import llama_cpp
 
-    from llmpick.backends.llamacpp import _install_log_capture
+    from llmpick.backends.llamacpp_log import install_log_capture
 
-    _install_log_capture()
+    install_log_capture()
     return llama_cpp.Llama(
         model_path=str(path),
         n_ctx=n_ctx,

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from llmpick.backends.gguf_files import file_sha256
-from llmpick.backends.llamacpp import _install_log_capture
+from llmpick.backends.llamacpp_log import install_log_capture
 from llmpick.errors import ModelFileError, QuantizationError
 
 __all__ = [
@@ -316,7 +316,7 @@ def build_variant(
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = _ftypes()[name]
     params.nthread = n_threads or 0
-    _install_log_capture()  # llama.cpp logs every tensor it quantizes
+    install_log_capture()  # llama.cpp logs every tensor it quantizes
     with _atomic(path) as tmp:
         code = llama_cpp.llama_model_quantize(
             str(reference.path).encode(), str(tmp).encode(), params

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Literal
 
@@ -52,6 +52,8 @@ class GatewayConfig(BaseModel):
     default_max_tokens: int = Field(512, ge=1)
     #: below this classifier probability, ``auto`` uses the overall winner
     category_confidence: float = Field(0.5, ge=0.0, le=1.0)
+    #: serve turns ``serving_defaults`` on (automatic batching slots for local models)
+    #: unless ``pool.serving_defaults: false`` is set (serve.server._serving_pool)
     pool: PoolOptions = PoolOptions()
     security: SecurityOptions = SecurityOptions()
     allow_unauthenticated: bool = False
@@ -117,17 +119,24 @@ class Gateway:
         self.request_log = request_log
         self.metrics = GatewayMetrics(pool)
         self.served: list[str] = []
+        #: told, once per model opened at start, what its backend chose (slots, threads)
+        self.announce: Callable[[str], None] | None = None
 
     async def start(self) -> None:
         """Open every served model once (configured ones, then the routes' models)."""
         for spec in self.config.models:
             model = await self.pool.open(spec)
-            self.served.append(model.name)
+            self._opened(model)
         if self.routes is not None:
             for name, route_spec in self.routes.specs.items():
                 if name not in self.served:
-                    await self.pool.open(route_spec, name=name)
-                    self.served.append(name)
+                    self._opened(await self.pool.open(route_spec, name=name))
+
+    def _opened(self, model: PooledModel) -> None:
+        self.served.append(model.name)
+        summary = model.backend.runtime_summary()
+        if summary and self.announce is not None:
+            self.announce(f"{model.name}: {summary}")
 
     async def aclose(self) -> None:
         """Flush the request log, close the policy and the pool."""

@@ -14,7 +14,7 @@ from typing import Any
 import uvicorn
 
 from llmpick.backends.bundled import BUNDLED_MODELS
-from llmpick.backends.pool import ModelPool
+from llmpick.backends.pool import ModelPool, PoolOptions
 from llmpick.context import Context
 from llmpick.serve.accesslog import AccessLog, load_or_create_secret
 from llmpick.serve.app import create_app
@@ -49,12 +49,19 @@ def build_gateway(context: Context, config: GatewayConfig) -> Gateway:
     return Gateway(
         context,
         config,
-        pool=ModelPool(context, config.pool),
+        pool=ModelPool(context, _serving_pool(config.pool)),
         policy=policy,
         routes=routes,
         classifier=classifier,
         request_log=RequestLog(store),
     )
+
+
+def _serving_pool(options: PoolOptions) -> PoolOptions:
+    """Serving defaults on, unless llmpick.yaml's ``serve.pool`` turned them off."""
+    if "serving_defaults" in options.model_fields_set:
+        return options
+    return options.model_copy(update={"serving_defaults": True})
 
 
 def build_workbench(gateway: Gateway, prefix: str = "/ui") -> Workbench:
