@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -41,7 +40,7 @@ from llmpick.backends.gguf_files import check_gguf, file_sha256, gguf_quantizati
 from llmpick.backends.llamacpp_batch import BatchScheduler, BatchSettings, ChunkMaker
 from llmpick.backends.llamacpp_defaults import default_parallel, default_threads, kv_bytes_per_slot
 from llmpick.backends.llamacpp_log import LOG_LOCK, install_log_capture, log_state
-from llmpick.errors import BackendError, ContextLengthError, LlmpickError, ModelFileError
+from llmpick.errors import BackendError, ContextLengthError, ModelFileError
 
 __all__ = [
     "LlamaCppBackend",
@@ -52,6 +51,8 @@ __all__ = [
 ]
 
 _DONE = object()
+
+
 class LlamaCppOptions(BackendOptions):
     """Options of the llamacpp backend."""
 

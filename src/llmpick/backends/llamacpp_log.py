@@ -37,5 +37,3 @@ def install_log_capture() -> list[str]:
     buffer: list[str] = log_state["lines"]
     buffer.clear()
     return buffer
-
-
