@@ -73,7 +73,8 @@ def test_bundled_model_in_process(name: str) -> None:
     # the model's weights alone are > 50 MB; a 270M model stays far below 2 GiB
     assert result.peak_memory_bytes is not None
     assert 50e6 < result.peak_memory_bytes < 2 * 2**30
-    assert any("one request at a time" in note for note in result.notes)
+    # bench opens the model as serve does (automatic slots), so 2 in flight are not queued
+    assert not any("at a time" in note for note in result.notes), result.notes
     # the backend's prompt count includes the chat template around the 24 tokens
     prompts = {t.prompt_tokens for p in result.results for t in p.timings}
     assert all(n is not None and n > 24 for n in prompts)

@@ -226,11 +226,10 @@ def test_kv_cache_is_what_fit_estimates(batched: LlamaCppBackend) -> None:
     assert round(estimate / 1024**2, 2) == logged
 
 
-def test_default_parallel_follows_cores_and_memory() -> None:
+def test_default_parallel_is_eight_memory_allowing() -> None:
     cpu = LlamaCppOptions()
-    assert default_parallel(cpu, 1, cores=2, available_bytes=2**40) == 4
-    assert default_parallel(cpu, 1, cores=16, available_bytes=2**40) == 8
-    assert default_parallel(LlamaCppOptions(n_gpu_layers=-1), 1, 1, 2**40) == 8
+    assert default_parallel(cpu, 1, available_bytes=2**40) == 8
+    assert default_parallel(LlamaCppOptions(n_gpu_layers=-1), 1, 2**40) == 8
     # eight slots of 1 GiB KV do not fit in a quarter of 12 GiB: three do
-    assert default_parallel(cpu, 2**30, cores=16, available_bytes=12 * 2**30) == 3
-    assert default_parallel(cpu, 2**40, cores=16, available_bytes=2**30) == 1
+    assert default_parallel(cpu, 2**30, available_bytes=12 * 2**30) == 3
+    assert default_parallel(cpu, 2**40, available_bytes=2**30) == 1

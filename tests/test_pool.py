@@ -243,3 +243,28 @@ def test_backoff_schedule_honours_retry_after() -> None:
     assert policy.delay_s(limited, 0) == 3.0
     limited.retry_after_s = 3600.0  # beyond what is worth waiting: back off normally
     assert policy.delay_s(limited, 1) == 1.0
+
+
+@pytest.mark.slow
+@on_a_loop
+async def test_serving_defaults_batch_local_models_and_eval_keeps_one(context: Context) -> None:
+    """serve/bench open a bundled GGUF with automatic slots; eval's pool keeps one sequence."""
+    async with context.pool(PoolOptions(serving_defaults=True)) as pool:
+        model = await pool.open(SMOL)
+        backend: Any = model.backend
+        assert backend.opts.parallel is None and backend.parallel >= 2
+        assert model.concurrency == backend.parallel
+        summary = backend.runtime_summary()
+        assert f"{backend.parallel} slot(s) (automatic)" in summary and "KV cache ~" in summary
+        identity = model.identity()
+        assert identity.n_threads == backend.n_threads >= 1
+        # an option the spec sets wins over the serving default
+        spec = context.resolve(SMOL)
+        pinned = spec.model_copy(update={"options": {**spec.options, "parallel": 1}})
+        one = await pool.open(pinned, name="pinned")
+        assert one.backend.parallel == 1  # type: ignore[attr-defined]
+        # threads are not part of the cache key: outputs of the same model stay shared
+        assert one.identity().key() == identity.key()
+    async with context.pool() as pool:
+        plain = await pool.open(SMOL)
+        assert plain.backend.parallel == 1  # type: ignore[attr-defined]

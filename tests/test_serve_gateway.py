@@ -25,7 +25,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.network]
 
 
 def _start_gateway(workdir: Path, config: dict[str, object]) -> tuple[subprocess.Popen[bytes], str]:
-    return start_gateway(workdir, config, "--db", "gw.db")
+    return start_gateway(workdir, config, "--db", "gw.db", capture=True)
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
@@ -54,6 +54,15 @@ def gateway(
     proc, url = _start_gateway(workdir, config)
     yield url
     _stop(proc)
+
+
+@pytest.fixture()
+def gateway_log(gateway: str, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """What the module's gateway printed to stderr so far."""
+    port = gateway.rsplit(":", 1)[1]
+    found = list(tmp_path_factory.getbasetemp().glob(f"gateway*/gateway-{port}.err"))
+    assert found, "the gateway's stderr file"
+    return found[0].read_text(encoding="utf-8")
 
 
 @pytest.fixture()
@@ -100,6 +109,16 @@ def test_openai_sdk_streaming_usage_matches_chunks(client: openai.OpenAI) -> Non
     assert "".join(pieces) == greedy.choices[0].message.content
 
 
+def test_local_model_batches_by_default(gateway: str, gateway_log: str) -> None:
+    """No options: the bundled GGUF is served with automatic slots, and says so at start."""
+    line = next(x for x in gateway_log.splitlines() if x.startswith("local: "))
+    slots = int(line.split("local: ", 1)[1].split(" ", 1)[0])
+    assert slots >= 2 and "slot(s) (automatic)" in line and "KV cache ~" in line, line
+    ready = httpx.get(gateway + "/ready").json()
+    local = next(m for m in ready["models"] if m["name"] == "local")
+    assert local["concurrency"] == slots, ready
+
+
 def test_completions_and_models(client: openai.OpenAI) -> None:
     done = client.completions.create(model="remote", prompt="The sky is", max_tokens=6)
     assert done.model == "remote" and done.usage is not None
@@ -136,7 +155,9 @@ def test_errors_are_openai_shaped(gateway: str) -> None:
 
 
 def test_queue_full_is_503(gateway: str) -> None:
-    """The local model takes one request at a time and queues none (max_queue 0)."""
+    """The local model takes as many requests as it has slots and queues none (max_queue 0)."""
+    ready = httpx.get(gateway + "/ready").json()
+    slots = next(m["concurrency"] for m in ready["models"] if m["name"] == "local")
     body = {"model": "local", "messages": [{"role": "user", "content": "Tell a story."}],
             "max_tokens": 48}  # fmt: skip
     statuses: list[int] = []
@@ -149,7 +170,7 @@ def test_queue_full_is_503(gateway: str) -> None:
             assert response.headers["retry-after"]
             errors.append(_error(response))
 
-    threads = [threading.Thread(target=call) for _ in range(3)]
+    threads = [threading.Thread(target=call) for _ in range(slots + 2)]
     for t in threads:
         t.start()
     for t in threads:

@@ -66,7 +66,7 @@ class LlamaCppOptions(BackendOptions):
         ge=1,
         le=256,
         description="sequence slots decoded together (continuous batching); 1 (default) = one "
-        "request at a time; null = automatic: 2 per CPU core (8 with a GPU), at most 8, fewer "
+        "request at a time; null = automatic: 8, fewer "
         "if the KV cache of all slots would pass a quarter of the available memory",
     )
     n_threads: int | None = Field(

@@ -132,6 +132,11 @@ def eval_command(
 
     Finished cells are saved as they complete; re-running the same command
     after an interruption does only what is missing.
+
+    Local GGUF models decode one sequence at a time here (unlike serve and bench), so
+    outputs do not depend on what else runs; for speed on many rows set ``options:
+    {parallel: null}`` (automatic slots) in llmpick.yaml: scores measured both ways
+    stayed within noise (docs/batching.md).
     """
     context = get_context(ctx)
     mapping = ColumnMapping.model_validate(_parse_pairs(column or [], "--column"))

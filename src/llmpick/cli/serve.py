@@ -130,8 +130,8 @@ def serve_command(
 ) -> None:
     """Serve the bundled models (or -m/--routes-from) on http://127.0.0.1:8000/v1.
 
-    Local GGUF models batch concurrent requests by default (automatic slots: 2 per CPU
-    core, 8 with a GPU, at most 8, memory allowing; the choice is printed at start); set
+    Local GGUF models batch concurrent requests by default (automatic slots: 8, fewer
+    if their KV cache would not fit; the choice is printed at start); set
     ``options: {parallel: 1}`` for a model in llmpick.yaml, or ``serve: {pool:
     {serving_defaults: false}}``, for one request at a time. See docs/batching.md.
     """
