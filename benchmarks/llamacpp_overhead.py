@@ -1,12 +1,14 @@
 """llmpick's llamacpp backend vs raw llama-cpp-python: decode tokens/s, side by side.
 
-Both load the bundled SmolLM2-135M-Instruct GGUF with the same n_ctx and
-threads, answer the same chat prompt greedily, and produce 128 output tokens.
-Decode tokens/s = (tokens - 1) / (time of last token - time of first token).
-Runs alternate (raw, llmpick, raw, …) so drift hits both; the median of each
-is compared. Target: llmpick >= 95% of raw.
+Three sides load the bundled SmolLM2-135M-Instruct GGUF with the same n_ctx, answer the
+same chat prompt greedily and produce 128 output tokens: llmpick with its default threads
+(one per allowed physical core, ``default_threads``), raw llama-cpp-python with that same
+thread count, and raw llama-cpp-python with its own default (half the cores per step).
+Decode tokens/s = (tokens - 1) / (time of last token - time of first token). Rounds rotate
+the order so drift hits every side; per-round ratios and their median are reported.
+Targets: llmpick >= 0.97x raw at the same threads; llmpick's default >= llama-cpp-python's.
 
-    python benchmarks/llamacpp_overhead.py [--repeats 7] [--threads 2]
+    python benchmarks/llamacpp_overhead.py [--repeats 7]
 """
 
 from __future__ import annotations
@@ -15,12 +17,14 @@ import argparse
 import asyncio
 import statistics
 import time
+from collections.abc import Callable
 
 from llama_cpp import Llama
 
 from llmpick.backends.base import GenerationRequest, collect
 from llmpick.backends.bundled import BUNDLED_MODELS
 from llmpick.backends.llamacpp import LlamaCppBackend, LlamaCppOptions
+from llmpick.backends.llamacpp_defaults import default_threads
 from llmpick.config import default_cache_dir
 
 PROMPT = "Count from 1 to 300, separated by commas."
@@ -49,30 +53,57 @@ def llmpick_decode_tps(backend: LlamaCppBackend) -> tuple[float, int]:
     return rate, gen.usage.completion_tokens
 
 
+def _summary(name: str, rates: list[float]) -> str:
+    middle = statistics.median(rates)
+    return f"{name} median {middle:6.1f} tok/s (range {min(rates):.1f}-{max(rates):.1f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     path = BUNDLED_MODELS["smollm2-135m-instruct"].locate(default_cache_dir())
-    raw = Llama(model_path=str(path), n_ctx=4096, n_threads=args.threads, verbose=False)
-    ours = LlamaCppBackend(str(path), LlamaCppOptions(n_ctx=4096, n_threads=args.threads))
-    raw_decode_tps(raw), llmpick_decode_tps(ours)  # warm-up
-    raw_rates, our_rates = [], []
-    for i in range(args.repeats):
-        r, n_raw = raw_decode_tps(raw)
-        o, n_ours = llmpick_decode_tps(ours)
-        raw_rates.append(r)
-        our_rates.append(o)
-        print(
-            f"run {i + 1}: raw {r:7.1f} tok/s ({n_raw} tokens)   "
-            f"llmpick {o:7.1f} tok/s ({n_ours} tokens)"
-        )
-    raw_med, our_med = statistics.median(raw_rates), statistics.median(our_rates)
-    ratio = our_med / raw_med
-    print(f"median decode tokens/s: raw llama-cpp-python {raw_med:.1f}, llmpick {our_med:.1f}")
+    steps, batches = default_threads()
+    ours = LlamaCppBackend(str(path), LlamaCppOptions(n_ctx=4096))  # llmpick's default threads
+    assert ours.n_threads == steps
+    same = Llama(model_path=str(path), n_ctx=4096, n_threads=steps, verbose=False)
+    default = Llama(model_path=str(path), n_ctx=4096, verbose=False)  # llama-cpp-python's default
     print(
-        f"ratio llmpick/raw = {ratio:.3f}  (target >= 0.95: {'PASS' if ratio >= 0.95 else 'FAIL'})"
+        f"threads per step: llmpick default {steps} (prompt batches {batches}); "
+        f"llama-cpp-python default {default.n_threads} (batches {default.n_threads_batch})"
+    )
+    sides: dict[str, Callable[[], tuple[float, int]]] = {
+        "llmpick": lambda: llmpick_decode_tps(ours),
+        f"raw n_threads={steps}": lambda: raw_decode_tps(same),
+        "raw default": lambda: raw_decode_tps(default),
+    }
+    for measure in sides.values():
+        measure()  # warm-up
+    rates: dict[str, list[float]] = {name: [] for name in sides}
+    same_ratio: list[float] = []
+    default_ratio: list[float] = []
+    names = list(sides)
+    for i in range(args.repeats):
+        order = names[i % 3 :] + names[: i % 3]  # rotate so no side always goes first
+        got = {name: sides[name]()[0] for name in order}
+        for name, rate in got.items():
+            rates[name].append(rate)
+        same_ratio.append(got["llmpick"] / got[f"raw n_threads={steps}"])
+        default_ratio.append(got["llmpick"] / got["raw default"])
+        print(f"round {i + 1}: " + "   ".join(f"{n} {got[n]:6.1f}" for n in names))
+    for name in names:
+        print(_summary(name, rates[name]))
+    ratio = statistics.median(same_ratio)
+    vs_default = statistics.median(default_ratio)
+    print(
+        f"llmpick / raw at the same threads = {ratio:.3f} per-round median "
+        f"(range {min(same_ratio):.3f}-{max(same_ratio):.3f}; target >= 0.97: "
+        f"{'PASS' if ratio >= 0.97 else 'FAIL'})"
+    )
+    print(
+        f"llmpick default threads / llama-cpp-python default = {vs_default:.3f} "
+        f"(range {min(default_ratio):.3f}-{max(default_ratio):.3f}; target >= 1.0: "
+        f"{'PASS' if vs_default >= 1.0 else 'FAIL'})"
     )
 
 

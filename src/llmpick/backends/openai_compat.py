@@ -5,7 +5,9 @@ protocol. Responses are streamed with ``stream_options.include_usage`` so the
 server's own token counts are recorded when it reports them; otherwise each
 streamed content delta counts as one token (``usage.source == "chunks"``).
 
-The SDK's own retries are off: the backend declares its :class:`RetryPolicy`
+HTTP goes through :mod:`llmpick.backends.openai_http` (httpx with a keep-alive pool,
+orjson), not the openai SDK, whose per-request and per-chunk work was most of a proxy's
+cost. There are no retries in the HTTP layer: the backend declares its :class:`RetryPolicy`
 (429, 408/409/5xx, unreachable, timed out; ``max_retries`` of them, backoff
 honouring ``Retry-After``) and the model pool applies it. The API
 key is read from the environment variable named by ``api_key_env``; with
@@ -15,18 +17,11 @@ none named, a placeholder key is sent (local servers ignore it) and
 
 from __future__ import annotations
 
-import asyncio
-import datetime as dt
-import email.utils
-import importlib
-import json
 import os
 import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
-import openai
 from pydantic import Field
 
 from llmpick.backends.base import (
@@ -38,6 +33,7 @@ from llmpick.backends.base import (
     RetryPolicy,
     Usage,
 )
+from llmpick.backends.openai_http import UpstreamFailure, UpstreamHTTP, retry_after_s, sse_documents
 from llmpick.errors import (
     AuthenticationError,
     BackendError,
@@ -54,43 +50,6 @@ __all__ = ["OpenAIBackend", "OpenAIOptions"]
 
 _CONTEXT_WORDS = ("context length", "context window", "maximum context", "too long", "exceed")
 _TRANSIENT_STATUS = (408, 409)
-
-
-def _transport_errors() -> tuple[type[Exception], ...]:
-    """What a broken connection raises while a stream is read.
-
-    httpx's ``HTTPError`` and that of the HTTP library the SDK itself runs on
-    (openai 3 uses its fork, httpx2, whose errors are not httpx's).
-    """
-    sdk_client = next(
-        c for c in openai.DefaultAsyncHttpxClient.__mro__ if c.__name__ == "AsyncClient"
-    )
-    sdk_http = importlib.import_module(sdk_client.__module__.partition(".")[0])
-    return tuple({httpx.HTTPError, getattr(sdk_http, "HTTPError", httpx.HTTPError)})
-
-
-_BROKEN_STREAM = _transport_errors()
-_UNREADABLE: tuple[type[Exception], ...] = (*_BROKEN_STREAM, ValueError)  # or not JSON
-
-
-def _retry_after_s(headers: Any) -> float | None:
-    """Seconds asked for by ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``."""
-    if headers is None:
-        return None
-    try:
-        millis = headers.get("retry-after-ms")
-        if millis is not None:
-            return float(millis) / 1000.0
-        value = headers.get("retry-after")
-        if value is None:
-            return None
-        try:
-            return float(value)
-        except ValueError:
-            when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, (when - dt.datetime.now(when.tzinfo)).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 class OpenAIOptions(BackendOptions):
@@ -134,23 +93,7 @@ class OpenAIBackend(Backend):
                 )
         else:
             key = "no-key"
-        self._api_key = key
-        self._client: openai.AsyncOpenAI | None = None
-        self._client_loop: asyncio.AbstractEventLoop | None = None
-
-    def _get_client(self) -> openai.AsyncOpenAI:
-        """The HTTP client of the running event loop (connections are per loop)."""
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._client_loop is not loop:
-            self._client = openai.AsyncOpenAI(
-                base_url=self.opts.base_url,
-                api_key=self._api_key,
-                timeout=openai.Timeout(self.opts.timeout_s, connect=self.opts.connect_timeout_s),
-                # retries are the model pool's, per retry_policy()
-                max_retries=0,
-            )
-            self._client_loop = loop
-        return self._client
+        self._http = UpstreamHTTP(opts.base_url, key, opts.timeout_s, opts.connect_timeout_s)
 
     def describe(self) -> ModelIdentity:
         """Backend, served model name and base URL."""
@@ -170,65 +113,69 @@ class OpenAIBackend(Backend):
 
     async def probe(self) -> None:
         """GET {base_url}/models: the server answers and accepts the key."""
-        client = self._get_client().with_options(
-            timeout=min(self.opts.timeout_s, 10.0), max_retries=0
-        )
         try:
-            await client.models.list()
-        except openai.OpenAIError as exc:
+            await self._http.get_json("/models", timeout_s=min(self.opts.timeout_s, 10.0))
+        except UpstreamFailure as exc:
             raise self._translate(exc) from exc
 
-    def _translate(self, exc: Exception) -> BackendError | ModelNotFoundError:
-        error = self._translate_status(exc)
+    def _translate(
+        self, exc: UpstreamFailure, mid_stream: bool = False
+    ) -> BackendError | ModelNotFoundError:
+        error = self._translate_status(exc, mid_stream)
         if isinstance(error, BackendError):
-            response = getattr(exc, "response", None)
-            error.retry_after_s = _retry_after_s(getattr(response, "headers", None))
+            error.retry_after_s = retry_after_s(exc.headers)
         return error
 
-    def _translate_status(self, exc: Exception) -> BackendError | ModelNotFoundError:
+    def _translate_status(
+        self, exc: UpstreamFailure, mid_stream: bool
+    ) -> BackendError | ModelNotFoundError:
         where = f"{self.model} at {self.opts.base_url}"
-        if isinstance(exc, openai.APITimeoutError):
+        if exc.kind == "timeout":
             return UpstreamTimeoutError(
                 f"request to {where} timed out", "raise timeout_s or check the server's load"
             )
-        if isinstance(exc, openai.APIConnectionError):
-            cause = type(exc.__cause__).__name__ if exc.__cause__ else ""
-            if cause in ("ConnectError", "ConnectTimeout", "") or "Connect" in cause:
-                return EndpointUnreachableError(
-                    f"cannot connect to {self.opts.base_url}",
-                    "start the server or fix base_url (it usually ends in /v1)",
-                )
+        if exc.kind == "connect":
+            return EndpointUnreachableError(
+                f"cannot connect to {self.opts.base_url}",
+                "start the server or fix base_url (it usually ends in /v1)",
+            )
+        if exc.kind == "broken" and mid_stream:
+            return UpstreamServerError(f"{where}: the stream broke: {exc.cause}")
+        if exc.kind == "broken":
             return BackendError(
-                f"{where}: the server broke the connection without answering ({cause})",
+                f"{where}: the server broke the connection without answering ({exc.cause})",
                 "llama-cpp-python's server does this when the prompt exceeds its context "
                 "window; check the prompt length and the server's log",
             )
-        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+        if exc.kind == "unreadable":
+            return UpstreamServerError(f"{where}: unreadable answer: {exc.message}")
+        status = exc.status
+        if status is None:  # an error document inside a stream
+            return UpstreamServerError(f"{where}: {exc.message}")
+        if status in (401, 403):
             env = self.opts.api_key_env
             return AuthenticationError(
-                f"{self.opts.base_url} refused the API key ({exc.status_code})",
+                f"{self.opts.base_url} refused the API key ({status})",
                 f"check the key in ${env}" if env else "set api_key_env for this model",
             )
-        if isinstance(exc, openai.RateLimitError):
+        if status == 429:
             return RateLimitError(
                 f"{where} answered 429 (rate limited)", "lower --concurrency or raise max_retries"
             )
-        if isinstance(exc, openai.NotFoundError):
+        if status == 404:
             return ModelNotFoundError(
                 f"{self.opts.base_url} does not serve model '{self.model}' (404)",
                 "list the server's models with GET /v1/models",
             )
-        if isinstance(exc, openai.APIStatusError):
-            text = str(exc.message).lower()
-            if exc.status_code in (400, 413, 422) and any(w in text for w in _CONTEXT_WORDS):
-                return ContextLengthError(
-                    f"{where}: prompt too long for the context window: {exc.message}",
-                    "shorten the prompt or lower max tokens",
-                )
-            if exc.status_code in _TRANSIENT_STATUS or exc.status_code >= 500:
-                return UpstreamServerError(f"{where} answered {exc.status_code}: {exc.message}")
-            return BackendError(f"{where} answered {exc.status_code}: {exc.message}")
-        return BackendError(f"{where}: {type(exc).__name__}: {exc}")
+        text = exc.message.lower()
+        if status in (400, 413, 422) and any(w in text for w in _CONTEXT_WORDS):
+            return ContextLengthError(
+                f"{where}: prompt too long for the context window: {exc.message}",
+                "shorten the prompt or lower max tokens",
+            )
+        if status in _TRANSIENT_STATUS or status >= 500:
+            return UpstreamServerError(f"{where} answered {status}: {exc.message}")
+        return BackendError(f"{where} answered {status}: {exc.message}")
 
     def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
         """Stream a chat completion; the last chunk carries the server's usage.
@@ -259,11 +206,9 @@ class OpenAIBackend(Backend):
             kwargs["stop"] = list(params.stop)
         if self.opts.include_usage:
             kwargs["stream_options"] = {"include_usage": True}
-        extra = dict(self.opts.extra_body)
+        kwargs.update(self.opts.extra_body)
         if params.ignore_eos:
-            extra["ignore_eos"] = True
-        if extra:
-            kwargs["extra_body"] = extra
+            kwargs["ignore_eos"] = True
         if not request.stream:
             async for chunk in self._generate_unstreamed(kwargs):
                 yield chunk
@@ -271,10 +216,11 @@ class OpenAIBackend(Backend):
         usage: Usage | None = None
         finish: str | None = None
         n_chunks = 0
+        opened = False
         try:
-            create = self._get_client().chat.completions.with_streaming_response.create
-            async with create(**kwargs) as response:
-                async for event in _sse_documents(response.iter_lines()):
+            async with self._http.stream_lines("/chat/completions", kwargs) as lines:
+                opened = True
+                async for event in sse_documents(lines):
                     now = time.perf_counter()
                     usage = _reported_usage(event.get("usage")) or usage
                     for choice in event.get("choices") or ():
@@ -283,12 +229,8 @@ class OpenAIBackend(Backend):
                         if text:
                             n_chunks += 1
                             yield Chunk(text=text, time_s=now, tokens=1)
-        except openai.OpenAIError as exc:
-            raise self._translate(exc) from exc
-        except _BROKEN_STREAM as exc:  # the connection broke while the stream was read
-            raise UpstreamServerError(
-                f"{self.model} at {self.opts.base_url}: the stream broke: {type(exc).__name__}"
-            ) from exc
+        except UpstreamFailure as exc:
+            raise self._translate(exc, mid_stream=opened) from exc
         if finish is None and n_chunks == 0 and not unstreamed_retry:
             raise BackendError(
                 f"{self.model} at {self.opts.base_url} closed the stream without an answer",
@@ -310,20 +252,13 @@ class OpenAIBackend(Backend):
     ) -> AsyncIterator[Chunk]:
         """The answer in one piece (its JSON read here, as the SSE documents are)."""
         kwargs = {k: v for k, v in kwargs.items() if k not in ("stream", "stream_options")}
-        client = self._get_client()
-        if after_stream:
-            # one retry: the streamed attempt may have left a dead keep-alive
-            # connection in the client's pool
-            client = client.with_options(max_retries=1)
         try:
-            raw = await client.chat.completions.with_raw_response.create(**kwargs)
-            doc = json.loads(raw.http_response.content)
-        except openai.OpenAIError as exc:
+            # one retry after a stream: it may have left a dead keep-alive connection
+            doc = await self._http.post_json(
+                "/chat/completions", kwargs, retries=1 if after_stream else 0
+            )
+        except UpstreamFailure as exc:
             raise self._translate(exc) from exc
-        except _UNREADABLE as exc:
-            raise UpstreamServerError(
-                f"{self.model} at {self.opts.base_url}: unreadable answer: {type(exc).__name__}"
-            ) from exc
         now = time.perf_counter()
         choices = doc.get("choices") or [] if isinstance(doc, dict) else []
         choice = choices[0] if choices else {}
@@ -339,11 +274,8 @@ class OpenAIBackend(Backend):
         yield Chunk(time_s=now, final=True, usage=usage, finish_reason=finish)
 
     async def aclose(self) -> None:
-        """Close the HTTP client; one made on another (finished) event loop is dropped."""
-        client, loop = self._client, self._client_loop
-        self._client = None
-        if client is not None and loop is asyncio.get_running_loop():
-            await client.close()
+        """Close the HTTP client."""
+        await self._http.aclose()
 
 
 def _reported_usage(got: dict[str, Any] | None) -> Usage | None:
@@ -355,41 +287,3 @@ def _reported_usage(got: dict[str, Any] | None) -> Usage | None:
         completion_tokens=got.get("completion_tokens") or 0,
         source="backend",
     )
-
-
-async def _sse_documents(lines: AsyncIterator[str]) -> AsyncIterator[dict[str, Any]]:
-    """The JSON documents of a server-sent event stream, up to ``data: [DONE]``.
-
-    Parsed here rather than by the SDK's ``AsyncStream``, which builds a pydantic
-    object per chunk: for a proxy that is most of the cost of a short answer
-    (``benchmarks/gateway_overhead.py``). An ``error`` document ends the stream
-    with :class:`UpstreamServerError`, as the SDK would with ``APIError``.
-    """
-    data: list[str] = []
-    done = False
-    async for line in lines:
-        if done:
-            continue  # read to the end, so the connection goes back to the pool
-        if line.startswith("data:"):
-            data.append(line[5:].lstrip(" "))
-            continue
-        if line or not data:
-            continue  # comments, event names, ids and keep-alive blank lines
-        payload, data = "\n".join(data), []
-        if payload.startswith("[DONE]"):
-            done = True
-            continue
-        yield _sse_document(payload)
-    if data and not done and not data[0].startswith("[DONE]"):
-        yield _sse_document("\n".join(data))  # the last event had no blank line after it
-
-
-def _sse_document(payload: str) -> dict[str, Any]:
-    doc = json.loads(payload)
-    if not isinstance(doc, dict):
-        raise UpstreamServerError(f"the server streamed something that is not an object: {doc!r}")
-    if doc.get("error"):
-        error = doc["error"]
-        message = error.get("message") if isinstance(error, dict) else str(error)
-        raise UpstreamServerError(f"the server ended the stream with an error: {message}")
-    return doc
