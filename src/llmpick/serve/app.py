@@ -23,8 +23,10 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from llmpick.backends.base import Message, SamplingParams
 from llmpick.errors import RequestRejectedError
+from llmpick.hostcheck import HostPolicy
 from llmpick.serve.errors import error_payload, install_error_handlers, status_of
 from llmpick.serve.gateway import Answer, Gateway, Prepared
+from llmpick.serve.readiness import HealthProber, readiness
 from llmpick.serve.schemas import (
     ChatChoice,
     ChatCompletion,
@@ -383,25 +385,8 @@ def _ops_router() -> APIRouter:
 
     @router.get("/ready")
     async def ready(request: Request) -> JSONResponse:
-        """Every routed model loaded or reachable; failing ones named."""
-        gateway: Gateway = request.app.state.gateway
-        states = []
-        for name in gateway.served:
-            model = gateway.pool.get(name)
-            states.append(model.health() if model.backend.is_local else await model.check())
-        failing = [h.name for h in states if h.state == "failing"]
-        firsts = {models[0] for models in gateway.route_names().values() if models}
-        if failing and len(failing) == len(states):
-            status, code = "unavailable", 503
-        elif set(failing) & firsts:
-            status, code = "degraded", 200
-        else:
-            status, code = ("ready", 200) if not failing else ("degraded", 200)
-        body = {
-            "status": status,
-            "failing": failing,
-            "models": [h.model_dump() for h in states],
-        }
+        """Ready, degraded or unavailable; model names and states (details with a key)."""
+        body, code = await readiness(request.app.state.gateway, request)
         return JSONResponse(body, status_code=code)
 
     @router.get("/metrics")
@@ -423,9 +408,12 @@ def create_app(gateway: Gateway, workbench: Workbench | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.start()
+        prober = HealthProber(gateway)
+        prober.start()
         try:
             yield
         finally:
+            await prober.aclose()
             if workbench is not None:
                 await workbench.aclose()
             await gateway.aclose()
@@ -439,8 +427,12 @@ def create_app(gateway: Gateway, workbench: Workbench | None = None) -> FastAPI:
     app.state.gateway = gateway
     install_error_handlers(app)
     if gateway.policy is not None:
-        exempt = (workbench.prefix + "/",) if workbench is not None else ()
-        install(app, gateway.policy, exempt=exempt)
+        install(
+            app,
+            gateway.policy,
+            larger=workbench.larger_bodies() if workbench is not None else None,
+            hosts=HostPolicy(gateway.config.host, gateway.config.allowed_hosts),
+        )
     app.include_router(_openai_router())
     app.include_router(_ops_router())
     _describe_what_is_accepted(app, gateway)

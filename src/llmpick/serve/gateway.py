@@ -57,6 +57,8 @@ class GatewayConfig(BaseModel):
     pool: PoolOptions = PoolOptions()
     security: SecurityOptions = SecurityOptions()
     allow_unauthenticated: bool = False
+    #: names besides addresses and localhost that ``Host`` may carry (DNS rebinding check)
+    allowed_hosts: list[str] = Field(default_factory=list)
     db: Path = Path("llmpick.db")
 
 
@@ -78,6 +80,8 @@ class Prepared(BaseModel):
     prompt_tokens_estimate: int
     stream: bool
     include_usage: bool = False
+    #: admission passed: tokens are reserved and settled when the request ends
+    admitted: bool = False
 
 
 class Answer:
@@ -258,6 +262,7 @@ class Gateway:
                 prepared.prompt_tokens_estimate,
                 prepared.generation.params.max_tokens,
             )
+        prepared.admitted = True
 
     async def open_answer(self, prepared: Prepared) -> Answer:
         """Start the answer on the first model of the route that gives a first chunk."""
@@ -338,8 +343,13 @@ class Gateway:
         if self.request_log is not None:
             self.request_log.add(record)
         if self.policy is not None:
-            await self.policy.settle_prompt(
-                prepared.principal, status, prepared.prompt_tokens_estimate, prompt_tokens
-            )
+            if prepared.admitted:
+                await self.policy.settle(
+                    prepared.principal,
+                    prompt_estimate=prepared.prompt_tokens_estimate,
+                    prompt_counted=prompt_tokens,
+                    output_reserved=prepared.generation.params.max_tokens or 0,
+                    output_used=completion_tokens,
+                )
             await self.policy.on_finish(record, prepared.prompt_text, output_text)
         return record

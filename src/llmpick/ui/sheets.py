@@ -181,7 +181,10 @@ class WorkbenchStore:
             prompt=settings.prompt, expected=settings.expected, category=settings.category
         )
         template = _jinja_template(settings.template, columns)
-        cols, rows, expected = build_rows(records, mapping, template, source=source)
+        # from the web a template is always inline text, never a file name
+        cols, rows, expected = build_rows(
+            records, mapping, template, source=source, template_files=False
+        )
         return Dataset(
             name=name or sheet_id,
             source=source,
