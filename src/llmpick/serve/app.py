@@ -24,9 +24,11 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from llmpick.backends.base import Message, SamplingParams
 from llmpick.errors import RequestRejectedError
 from llmpick.hostcheck import HostPolicy
+from llmpick.serve.disconnect import ClientGone, unless_disconnected
 from llmpick.serve.errors import error_payload, install_error_handlers, status_of
 from llmpick.serve.gateway import Answer, Gateway, Prepared
 from llmpick.serve.readiness import HealthProber, readiness
+from llmpick.serve.refusals import RECORDED, RefusalRecorder, note_refusal
 from llmpick.serve.schemas import (
     ChatChoice,
     ChatCompletion,
@@ -157,24 +159,33 @@ def _timeout_error(gateway: Gateway) -> RequestRejectedError:
     )
 
 
-async def _run(gateway: Gateway, prepared: Prepared, kind: Kind) -> Response:
-    await gateway.admit(prepared)
+async def _run(gateway: Gateway, prepared: Prepared, kind: Kind, request: Request) -> Response:
     deadline = _deadline(gateway, prepared)
     try:
+        # the deadline covers admission too (a stalled limiter cannot hold a request)
         async with asyncio.timeout_at(deadline):
-            answer = await gateway.open_answer(prepared)
+            await gateway.admit(prepared)
+    except TimeoutError:
+        raise _timeout_error(gateway) from None
+    setattr(request.state, RECORDED, True)  # from here on the lifecycle records it
+    try:
+        async with asyncio.timeout_at(deadline):
+            answer = await unless_disconnected(request, gateway.open_answer(prepared))
     except Exception as exc:
         error = _timeout_error(gateway) if isinstance(exc, TimeoutError) else exc
+        gone = isinstance(exc, ClientGone)
         await gateway.finish(
             prepared,
-            status=status_of(error),
+            status=_CLIENT_CLOSED if gone else status_of(error),
             model=prepared.decision.models[0],
             prompt_tokens=None,
             completion_tokens=0,
             first_token_s=None,
             output_text="",
-            error=error,
+            error=None if gone else error,
         )
+        if gone:
+            return Response(status_code=_CLIENT_CLOSED)
         raise error from None
     route = prepared.decision.header() + f"; model={answer.model.name}"
     if answer.fallback_from:
@@ -187,9 +198,16 @@ async def _run(gateway: Gateway, prepared: Prepared, kind: Kind) -> Response:
             headers={**headers, "Cache-Control": "no-cache"},
         )
     got = _Collected()
-    try:
+
+    async def collect() -> None:
         async for _ in _texts(gateway, prepared, answer, got, deadline):
             pass
+
+    try:
+        await unless_disconnected(request, collect())  # nobody waits: stop, free the slot
+    except ClientGone:
+        await _finish(gateway, prepared, answer, got, _CLIENT_CLOSED, None)
+        return Response(status_code=_CLIENT_CLOSED)
     except Exception as exc:
         error = _timeout_error(gateway) if isinstance(exc, TimeoutError) else exc
         await _finish(gateway, prepared, answer, got, status_of(error), error)
@@ -335,7 +353,8 @@ def _openai_router() -> APIRouter:
             stream=body.stream,
             include_usage=bool(body.stream_options and body.stream_options.include_usage),
         )
-        return await _run(gateway, prepared, "chat")
+        request.state.llmpick_prepared = prepared
+        return await _run(gateway, prepared, "chat", request)
 
     @router.post(
         "/completions", response_model=CompletionResponse, responses=_STREAMED, tags=["openai"]
@@ -361,7 +380,8 @@ def _openai_router() -> APIRouter:
             stream=body.stream,
             include_usage=bool(body.stream_options and body.stream_options.include_usage),
         )
-        return await _run(gateway, prepared, "completions")
+        request.state.llmpick_prepared = prepared
+        return await _run(gateway, prepared, "completions", request)
 
     @router.get("/models", response_model=ModelList, tags=["openai"])
     async def list_models(request: Request) -> ModelList:
@@ -432,7 +452,9 @@ def create_app(gateway: Gateway, workbench: Workbench | None = None) -> FastAPI:
             gateway.policy,
             larger=workbench.larger_bodies() if workbench is not None else None,
             hosts=HostPolicy(gateway.config.host, gateway.config.allowed_hosts),
+            on_refusal=note_refusal,
         )
+    app.add_middleware(RefusalRecorder, gateway=gateway)
     app.include_router(_openai_router())
     app.include_router(_ops_router())
     _describe_what_is_accepted(app, gateway)

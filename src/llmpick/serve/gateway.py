@@ -275,8 +275,11 @@ class Gateway:
                 first = await chunks.__anext__()
             except StopAsyncIteration:
                 first = Chunk(time_s=time.perf_counter(), final=True)
-            except (ContextLengthError, QueueFullError):
+            except ContextLengthError:
                 raise
+            except QueueFullError as exc:  # overloaded: the route's next model may have room
+                last = exc
+                continue
             except BackendError as exc:
                 self.metrics.upstream_errors.labels(model.name, type(exc).__name__).inc()
                 last = exc
