@@ -148,12 +148,15 @@ def test_refusals_reach_the_access_log_and_metrics(deployment: dict[str, Any]) -
     assert _chat(url, keys["full"], model="no-such-model").status_code == 404
     big = httpx.post(f"{url}/v1/chat/completions", content=b"x" * 2_000_000, timeout=30)
     assert big.status_code == 413
+    time.sleep(0.5)
+    lines = [json.loads(x) for x in deployment["log"].read_text().splitlines()]
+    logged = {line["status"] for line in lines}
+    assert {401, 403, 404, 413} <= logged, logged
     host = httpx.get(f"{url}/health", headers={"host": f"evil.test:{port}"}, timeout=30)
     assert host.status_code == 421
     time.sleep(0.5)
     lines = [json.loads(x) for x in deployment["log"].read_text().splitlines()]
-    logged = {line["status"] for line in lines}
-    assert {401, 403, 404, 413, 421} <= logged, logged
+    assert 421 in {line["status"] for line in lines}
     assert any(x["status"] == 403 and x.get("key_name") == "other" for x in lines)
     metrics = httpx.get(f"{url}/metrics", timeout=30).text
     for status in ("401", "403", "404", "413", "421"):
@@ -185,3 +188,31 @@ def test_redis_down_is_503_not_500_and_limits_come_back(deployment: dict[str, An
     while (answer := _chat(url, keys["limited"])).status_code != 200:
         assert time.monotonic() < deadline, answer.text
         time.sleep(0.2)
+
+
+def test_a_key_sees_only_its_own_and_shared_sheets(deployment: dict[str, Any]) -> None:
+    """Item 5: sheets belong to the key that made them until it shares them."""
+    url, keys = deployment["url"], deployment["keys"]
+
+    def page(name: str) -> httpx.Client:
+        c = httpx.Client(base_url=url, timeout=60, cookies={"llmpick_key": keys[name]})
+        assert c.get("/ui/").status_code == 200
+        c.headers["x-csrf-token"] = c.cookies["llmpick_csrf"]
+        return c
+
+    ann, bob = page("full"), page("other")
+    try:
+        made = ann.post("/ui/api/sheets?filename=ann-secret.jsonl", content=b'{"prompt": "x"}\n')
+        sid = made.json()["id"]
+        assert "ann-secret" not in bob.get("/ui/").text
+        seen = bob.get(f"/ui/api/sheets/{sid}")
+        missing = bob.get("/ui/api/sheets/0000000000")
+        assert seen.status_code == missing.status_code == 400  # as if it did not exist
+        assert bob.get(f"/ui/sheets/{sid}/export.csv").status_code == 400
+        assert bob.post(f"/ui/api/sheets/{sid}/share", json={"with": ["other"]}).status_code == 400
+        assert ann.post(f"/ui/api/sheets/{sid}/share", json={"with": ["other"]}).status_code == 200
+        assert bob.get(f"/ui/api/sheets/{sid}").status_code == 200
+        assert "ann-secret" in bob.get("/ui/").text
+    finally:
+        ann.close()
+        bob.close()

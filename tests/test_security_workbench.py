@@ -204,3 +204,31 @@ def test_dns_rebinding_in_a_real_browser(server: str) -> None:
         finally:
             browser.close()
     assert result[0] == 421 and result[1] == 421, result
+
+
+def test_a_run_opened_as_a_sheet_keeps_its_outputs_and_scores(
+    client: httpx.Client, workdir: Path
+) -> None:
+    """Item 6: the run's model columns and scores come from the store, nothing regenerated."""
+    from llmpick.backends.base import SamplingParams
+    from llmpick.context import Context
+    from llmpick.evaluate import run_eval
+
+    data = workdir / "run.jsonl"
+    data.write_text(
+        '{"id": "1", "prompt": "2+2?", "answer": "4", "expected": "4"}\n'
+        '{"id": "2", "prompt": "3+3?", "answer": "7", "expected": "6"}\n',
+        encoding="utf-8",
+    )
+    params = SamplingParams.model_validate({"max_tokens": 4})
+    run = run_eval(Context(), data, ["column:answer"], ["exact"], params, workdir / "llmpick.db")
+    opened = client.post(f"/api/sheets/from-run/{run.run_id}")
+    assert opened.status_code == 200, opened.text
+    sheet = opened.json()
+    assert [c["spec"] for c in sheet["columns"] if c["kind"] == "model"] == ["column:answer"]
+    grid = client.get(f"/api/sheets/{sheet['id']}/grid").json()
+    cells = [r["cells"][0] for r in grid["rows"]]
+    assert [c["output"] for c in cells] == ["4", "7"], cells
+    assert [c["score"] for c in cells] == [1.0, 0.0], cells
+    progress = client.get(f"/api/sheets/{sheet['id']}/progress").json()
+    assert progress["state"] == "finished" and progress["done"] == 2, progress

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from llmpick.backends.bundled import BUNDLED_MODELS
 from llmpick.backends.pool import ModelPool
 from llmpick.bodylimit import BodySizeLimit
-from llmpick.errors import LlmpickError
+from llmpick.errors import LlmpickError, UsageError
 from llmpick.evaluate.dataset import read_records
 from llmpick.evaluate.results import (
     EvalResult,
@@ -48,6 +48,7 @@ from llmpick.ui.models import (
     AddColumn,
     HumanRanking,
     Progress,
+    ShareSheet,
     SheetInfo,
     SheetSettings,
     SummaryView,
@@ -207,6 +208,34 @@ def _summarize(db_path: Path, run_id: str) -> EvalResult:
         return summarize(store, run_id)
 
 
+def _viewer(request: Request) -> str:
+    """Who is asking: the logged-in key's name, or ``local`` without keys."""
+    return getattr(request.state, "llmpick_user", None) or "local"
+
+
+def _visible(w: Workbench) -> Any:
+    """Every route naming a sheet, run or vote answers only its owner and those it is shared with.
+
+    Others get the same answer as for a sheet that does not exist.
+    """
+
+    async def check(request: Request) -> None:
+        viewer = _viewer(request)
+        params = request.path_params
+        sheet_id = params.get("sheet_id")
+        if sheet_id is None and "vote_id" in params:
+            row = w.wb.db.execute(
+                "SELECT sheet_id FROM workbench_votes WHERE id = ?", (params["vote_id"],)
+            ).fetchone()
+            sheet_id = row[0] if row else params["vote_id"]
+        if sheet_id is not None and not w.wb.sheet_visible(sheet_id, viewer):
+            raise UsageError(f"no sheet '{sheet_id}'", "open the workbench's start page")
+        if "run_id" in params and not w.wb.run_visible(params["run_id"], viewer):
+            raise UsageError(f"no run '{params['run_id']}'", "open the workbench's start page")
+
+    return check
+
+
 def _voter(request: Request) -> str:
     return (
         getattr(request.state, "llmpick_user", None)
@@ -229,17 +258,26 @@ def workbench_router(workbench: Workbench) -> APIRouter:
     """All of the workbench's routes, for ``app.include_router(router, prefix=...)``."""
     w = workbench
     csrf = [Depends(require_csrf)]
-    router = APIRouter(dependencies=[Depends(_login(w))])
+    router = APIRouter(dependencies=[Depends(_login(w)), Depends(_visible(w))])
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index(request: Request) -> HTMLResponse:
+        viewer = _viewer(request)
         return w.render(
-            request, "index.html", sheets=w.wb.list_sheets(), datasets=w.wb.used_datasets()
+            request,
+            "index.html",
+            sheets=w.wb.list_sheets(viewer),
+            datasets=w.wb.used_datasets(viewer=viewer),
         )
 
     @router.post("/api/sheets/from-run/{run_id}", dependencies=csrf)
-    async def sheet_from_run(run_id: str) -> SheetInfo:
-        return w.wb.get_sheet(w.wb.sheet_from_run(run_id))
+    async def sheet_from_run(request: Request, run_id: str) -> SheetInfo:
+        return w.wb.get_sheet(w.wb.sheet_from_run(run_id, owner=_viewer(request)))
+
+    @router.post("/api/sheets/{sheet_id}/share", dependencies=csrf)
+    async def share(request: Request, sheet_id: str, body: ShareSheet) -> SheetInfo:
+        w.wb.share_sheet(sheet_id, _viewer(request), body.with_)
+        return w.wb.get_sheet(sheet_id)
 
     @router.post("/api/sheets", dependencies=csrf)
     async def upload(request: Request, filename: str = Query(min_length=1)) -> SheetInfo:
@@ -249,7 +287,7 @@ def workbench_router(workbench: Workbench) -> APIRouter:
             path = Path(tmp) / f"upload{suffix}"
             await _save_upload(request, path)
             records = read_records(path)
-        sheet_id = w.wb.create_sheet(Path(filename).name, records, settings)
+        sheet_id = w.wb.create_sheet(Path(filename).name, records, settings, _viewer(request))
         return w.wb.get_sheet(sheet_id)
 
     @router.get("/sheets/{sheet_id}", response_class=HTMLResponse, include_in_schema=False)
