@@ -1,4 +1,4 @@
-"""Item 11 of issue 19: a request that backs off before a retry gives its slot to another.
+"""Issue 19 against a remote model: back-off frees the slot (11), dense prompts are counted (9).
 
 A real HTTP server on 127.0.0.1 answers the first request 503 with
 ``Retry-After: 2`` and every other one at once; the model has one slot. While
@@ -13,9 +13,12 @@ import threading
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
+import httpx
 import pytest
 
+from conftest import start_gateway, stop
 from llmpick.backends.base import GenerationRequest, Message, SamplingParams
 from llmpick.backends.pool import ModelPool, PoolOptions
 from llmpick.context import Context
@@ -110,3 +113,25 @@ def test_backing_off_releases_the_slot(context: Context, upstream: str) -> None:
     total, second_done = asyncio.run(run())
     assert total >= 2.0  # the first waited out its Retry-After
     assert second_done < 1.5, f"the second request waited {second_done:.2f} s for a sleeping slot"
+
+
+def test_dense_text_cannot_slip_past_max_input_tokens(tmp_path: Path, upstream: str) -> None:
+    """Item 9: a remote model's prompt is counted conservatively: 2,000 Chinese characters
+    are not 500 tokens (``len // 4``) under a 1,000-token ``max_input_tokens``."""
+    _Upstream.calls = 1  # the upstream answers at once
+    config = {"serve": {"models": [f"openai:fake@{upstream}"],
+                        "security": {"rules": {"max_input_tokens": 1000}}}}  # fmt: skip
+    proc, url = start_gateway(tmp_path, config)
+    try:
+        name = httpx.get(f"{url}/v1/models", timeout=30).json()["data"][0]["id"]
+
+        def ask(text: str) -> httpx.Response:
+            body = {"model": name, "messages": [{"role": "user", "content": text}]}
+            return httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30)
+
+        assert ask("hello " * 50).status_code == 200
+        dense = ask("中" * 2000)
+        assert dense.status_code == 400, dense.text
+        assert dense.json()["error"]["code"] == "input_too_long"
+    finally:
+        stop(proc)

@@ -33,6 +33,7 @@ from llmpick.serve.metrics import GatewayMetrics
 from llmpick.serve.requestlog import RequestLog, RequestRecord
 from llmpick.serve.routing import Decision, RouteTable
 from llmpick.serve.security import KeyPrincipal, SecurityOptions, SecurityPolicy
+from llmpick.textsize import conservative_tokens
 
 __all__ = ["Answer", "Gateway", "GatewayConfig", "Prepared"]
 
@@ -238,6 +239,7 @@ class Gateway:
         prompt_text = "\n".join(m.content for m in messages)
         first = self.pool.get(decision.models[0])
         counted = first.count_tokens(prompt_text)
+        estimate = counted if counted is not None else conservative_tokens(prompt_text)
         return Prepared(
             request_id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
             endpoint=endpoint,
@@ -248,7 +250,7 @@ class Gateway:
             decision=decision,
             generation=GenerationRequest(messages=messages, params=params, stream=stream),
             prompt_text=prompt_text,
-            prompt_tokens_estimate=counted if counted is not None else len(prompt_text) // 4,
+            prompt_tokens_estimate=estimate,
             stream=stream,
             include_usage=include_usage,
         )

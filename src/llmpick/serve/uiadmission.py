@@ -28,6 +28,13 @@ class KeyAdmission:
         """The policy's admission, as for an API request on ``model``."""
         await self.policy.admit(self.principal, model, prompt_tokens, max_tokens)
 
+    async def settle(self, reserved: int, used: int) -> None:
+        """Give back the unused part of an admitted generation's TPM reservation."""
+        if self.principal.key_id is not None:
+            await self.policy.limiter.settle(
+                self.principal.key_id, tpm=self.principal.tpm, reserved=reserved, used=used
+            )
+
 
 async def admission_for(policy: SecurityPolicy, secret: str | None) -> KeyAdmission:
     """The admission of the key ``secret`` (anonymous: the rules only)."""

@@ -29,6 +29,7 @@ from llmpick.backends.pool import ModelPool, PooledModel
 from llmpick.backends.spec import ModelSpec
 from llmpick.errors import BackendError, RateLimitError, RequestRejectedError
 from llmpick.evaluate.scorers.base import ScorerSpec
+from llmpick.textsize import conservative_tokens
 
 __all__ = ["Admission", "AdmittedPool", "ModelCapabilities"]
 
@@ -42,6 +43,10 @@ class Admission(Protocol):
 
     async def admit(self, model: str, prompt_tokens: int, max_tokens: int | None) -> None:
         """Count one generation against the key, or raise ``RequestRejectedError``."""
+        ...
+
+    async def settle(self, reserved: int, used: int) -> None:
+        """Give back what an admitted generation reserved and did not use."""
         ...
 
 
@@ -91,26 +96,32 @@ class _AdmittedModel:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
 
-    async def _check(self, request: GenerationRequest) -> None:
+    async def _check(self, request: GenerationRequest) -> int:
+        """Admit the request; the tokens it reserved."""
         text = "\n".join(m.content for m in request.messages)
         counted = self._model.count_tokens(text)
+        prompt = counted if counted is not None else conservative_tokens(text)
         try:
-            await self._admit.admit(
-                self._model.name,
-                counted if counted is not None else len(text.encode()) // 2,
-                request.params.max_tokens,
-            )
+            await self._admit.admit(self._model.name, prompt, request.params.max_tokens)
         except RequestRejectedError as exc:
             # as the runner knows them: a 429 is waited out and retried, others fail the cell
             error = RateLimitError if exc.status == 429 else BackendError
             raised = error(f"refused by the gateway ({exc.status}): {exc.message}")
             raised.retry_after_s = exc.retry_after
             raise raised from None
+        return prompt + (request.params.max_tokens or 0)
 
     async def generate(self, request: GenerationRequest, **kwargs: Any) -> Generation:
-        """Admit, then generate."""
-        await self._check(request)
-        return await self._model.generate(request, **kwargs)
+        """Admit, generate, then settle the reservation to the tokens used."""
+        reserved = await self._check(request)
+        used = 0
+        try:
+            generation = await self._model.generate(request, **kwargs)
+            usage = generation.usage
+            used = (usage.prompt_tokens or 0) + usage.completion_tokens
+            return generation
+        finally:
+            await self._admit.settle(reserved, used)
 
     async def stream(self, request: GenerationRequest, **kwargs: Any) -> AsyncIterator[Chunk]:
         """Admit, then stream."""
