@@ -2,7 +2,7 @@
 
 Starts Debian's redis-server and ``llmpick serve`` (SmolLM2, ``--redis``,
 ``--access-log``) on loopback, makes two keys (one unlimited, one at
-``--rpm 30``), then sends requests from ``--workers`` threads for
+``--rpm 10``), then sends requests from ``--workers`` threads for
 ``--seconds``; Redis is SIGKILLed at a third of the run and restarted at two
 thirds. Checks: no 500, no request past its deadline (``--timeout`` + 2 s), the
 RPM limit refuses again after the restart, and one access-log line per request
@@ -54,7 +54,7 @@ def main() -> int:
     redis = _redis(port)
     url_redis = f"redis://127.0.0.1:{port}/0"
     keys = {"free": create_key(work, "free", "--redis", url_redis),
-            "rpm30": create_key(work, "rpm30", "--rpm", "30", "--redis", url_redis)}  # fmt: skip
+            "rpm10": create_key(work, "rpm10", "--rpm", "10", "--redis", url_redis)}  # fmt: skip
     log = work / "access.jsonl"
     gateway, url = start_gateway(
         work, {"serve": {"models": [MODEL], "default_max_tokens": 2}},
@@ -65,10 +65,10 @@ def main() -> int:
     stop_at = time.monotonic() + args.seconds
 
     def worker(i: int) -> None:
-        name = "rpm30" if i % 2 else "free"
+        name = "rpm10" if i % 2 else "free"
         with httpx.Client(timeout=args.timeout + 10) as client:
             while time.monotonic() < stop_at:
-                started = time.monotonic()
+                started, when = time.monotonic(), phase[0]
                 try:
                     status = client.post(
                         f"{url}/v1/chat/completions",
@@ -78,7 +78,7 @@ def main() -> int:
                     ).status_code  # fmt: skip
                 except httpx.HTTPError:
                     status = -1
-                results.append((phase[0], name, status, time.monotonic() - started))
+                results.append((when, name, status, time.monotonic() - started))
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(args.workers)]
     for t in threads:
@@ -88,6 +88,7 @@ def main() -> int:
     redis.wait()
     phase[0] = "redis down"
     time.sleep(args.seconds / 3)
+    phase[0] = "restarting"
     redis = _redis(port)
     phase[0] = "after restart"
     for t in threads:
@@ -104,7 +105,7 @@ def main() -> int:
     checks = {
         "no 500 and no broken connection": not any(s in (500, -1) for _, _, s, _ in results),
         f"none past the deadline ({args.timeout:g} s + 2)": worst <= args.timeout + 2,
-        "rpm30 refused (429) again after restart": counts[("after restart", "rpm30", 429)] > 0,
+        "rpm10 refused (429) again after restart": counts[("after restart", "rpm10", 429)] > 0,
         "an access-log line per request": len(lines) >= len(results),
     }
     print(f"\nrequests {len(results)}, access-log lines {len(lines)}, slowest {worst:.2f} s")
