@@ -75,22 +75,25 @@ async def test_burst_of_50_against_20_rpm_lets_exactly_20_through(limiter: Limit
     assert (await limiter.usage(key)).requests == 20
 
 
-async def test_tokens_per_minute_count_prompt_and_streamed_output(limiter: Limiter) -> None:
+async def test_tokens_per_minute_reserve_prompt_and_output_cap(limiter: Limiter) -> None:
+    """TPM is a bound: admission reserves prompt + max_tokens, settle refunds the unused."""
     key = uuid.uuid4().hex
-    await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=40)
-    for _ in range(5):  # output counted chunk by chunk as it streams
+    await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=40, output_tokens=50)
+    for _ in range(5):  # output counted chunk by chunk as it streams (usage only)
         await limiter.add_output(key, tpm=100, tokens=10)
     usage = await limiter.usage(key)
     assert (usage.requests, usage.prompt_tokens, usage.completion_tokens) == (1, 40, 50)
-    await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=10)  # 100 of 100 used
+    # 90 of 100 reserved: a request that could use 11 more is refused before it runs
     with pytest.raises(RequestRejectedError) as info:
-        await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=1)
+        await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=1, output_tokens=10)
     assert info.value.status == 429 and info.value.code == "tpm_limit_exceeded"
-    # past the budget mid-stream: still counted, never refused
-    await limiter.add_output(key, tpm=100, tokens=7)
-    assert (await limiter.usage(key)).completion_tokens == 57
+    await limiter.settle(key, tpm=100, reserved=90, used=60)  # 30 unused come back
+    await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=10, output_tokens=30)
+    with pytest.raises(RequestRejectedError):
+        await limiter.admit(key, rpm=None, tpm=100, prompt_tokens=1)
     with pytest.raises(RequestRejectedError) as too_big:
-        await limiter.admit(uuid.uuid4().hex, rpm=None, tpm=100, prompt_tokens=101)
+        await limiter.admit(uuid.uuid4().hex, rpm=None, tpm=100, prompt_tokens=60,
+                            output_tokens=41)  # fmt: skip
     assert too_big.value.status == 400 and "shorten" in too_big.value.message
 
 

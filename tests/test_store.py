@@ -14,7 +14,7 @@ from llmpick.store.migrations import MIGRATIONS, migrate
 EXPECTED_SCHEMA = {
     "runs": [
         "id", "created_at", "finished_at", "status", "fingerprint", "dataset", "dataset_sha256",
-        "models", "scorers", "params", "repeats", "judge", "summary",
+        "models", "scorers", "params", "repeats", "judge", "summary", "owner", "shared_with",
     ],
     "generations": [
         "cache_key", "identity_key", "identity", "messages", "params", "repeat", "output",
@@ -64,7 +64,7 @@ EXPECTED_SCHEMA = {
     # the workbench's tables (_m007_workbench, owned by llmpick.ui)
     "workbench_sheets": [
         "id", "created_at", "name", "records", "mapping", "template", "params", "run_id",
-        "pairwise",
+        "pairwise", "owner", "shared_with",
     ],
     "workbench_columns": ["sheet_id", "position", "kind", "spec", "created_at"],
     "workbench_votes": [

@@ -86,7 +86,7 @@ def _api_checks(tmp_path: Path, base: str) -> None:
         assert again.status_code == 400 and "already" in again.json()["error"]
         unknown = client.post(f"/api/sheets/{sid}/columns",
                               json={"kind": "model", "spec": "nope:x"}, headers=ok)  # fmt: skip
-        assert unknown.status_code == 400
+        assert unknown.status_code == 403  # not a model the operator declared
 
         grid = client.get(f"/api/sheets/{sid}/grid", params={"offset": 10, "limit": 5}).json()
         assert grid["total_rows"] == 30

@@ -222,19 +222,27 @@ class PooledModel:
     async def generate(self, request: GenerationRequest, *, retries: bool = True) -> Generation:
         """The whole answer; its timing starts when a slot was obtained (not queueing)."""
         await self._slots.acquire(self.name)
+        held = [True]  # the attempts give the slot up while they back off
         try:
-            chunks = self._attempts(request, retries, take_slot=False)
+            chunks = self._attempts(request, retries, take_slot=False, held=held)
             async with contextlib.aclosing(chunks):
                 return await collect_stream(chunks)
         finally:
-            self._slots.release()
+            if held[0]:
+                self._slots.release()
 
     async def _attempts(
-        self, request: GenerationRequest, retries: bool, take_slot: bool
+        self,
+        request: GenerationRequest,
+        retries: bool,
+        take_slot: bool,
+        held: list[bool] | None = None,
     ) -> AsyncGenerator[Chunk, None]:
         # one generator layer between the backend and the caller: it costs per chunk
+        held = held if held is not None else [False]
         if take_slot:
             await self._slots.acquire(self.name)
+            held[0] = True
         try:
             policy = self.backend.retry_policy() if retries else _NO_RETRIES
             send = self.backend.generate if retries else self.backend.generate_once
@@ -248,7 +256,13 @@ class PooledModel:
                             yield chunk
                 except Exception as exc:
                     if not started and policy.should_retry(exc, done):
+                        # back off without the slot: another request may use it meanwhile
+                        if held[0]:
+                            self._slots.release()
+                            held[0] = False
                         await asyncio.sleep(policy.delay_s(exc, done))
+                        await self._slots.acquire(self.name)
+                        held[0] = True
                         done += 1
                         continue
                     self._failed(exc)
@@ -256,8 +270,9 @@ class PooledModel:
                 self._succeeded()
                 return
         finally:
-            if take_slot:
+            if take_slot and held[0]:
                 self._slots.release()
+                held[0] = False
 
     def _succeeded(self) -> None:
         self._failures = 0

@@ -127,6 +127,20 @@ def serve_command(
             help="Also serve the workbench at /ui (same models; login with a gateway key).",
         ),
     ] = False,
+    ui_allow_any_model: Annotated[
+        bool,
+        typer.Option(
+            "--ui-allow-any-model",
+            help="Let workbench columns name any model spec (URLs, paths, downloads).",
+        ),
+    ] = False,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="A name clients may reach this server by, besides its addresses (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Serve the bundled models (or -m/--routes-from) on http://127.0.0.1:8000/v1.
 
@@ -147,6 +161,7 @@ def serve_command(
             "port": port,
             "db": db,
             "allow_unauthenticated": allow_unauthenticated or None,
+            "allowed_hosts": allowed_host or None,
             "security.redis_url": redis,
             "security.access_log": access_log,
             "security.log_text": log_text or None,
@@ -178,7 +193,7 @@ def serve_command(
         markup=False,
         soft_wrap=True,
     )
-    workbench = build_workbench(gateway) if ui else None
+    workbench = build_workbench(gateway, allow_any_model=ui_allow_any_model) if ui else None
     if workbench is not None:
         base = url.removesuffix("/v1")
         err_console.print(f"workbench on [bold]{base}{workbench.prefix}/[/]", highlight=False)

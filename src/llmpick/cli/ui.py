@@ -25,6 +25,20 @@ def ui_command(
     db: Annotated[
         Path, typer.Option("--db", help="SQLite file holding sheets, runs and the cache.")
     ] = DEFAULT_DB,
+    allow_any_model: Annotated[
+        bool,
+        typer.Option(
+            "--allow-any-model",
+            help="Let columns name any model spec (URLs, paths, downloads).",
+        ),
+    ] = False,
+    allowed_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allowed-host",
+            help="A name clients may reach the page by, besides its addresses (repeatable).",
+        ),
+    ] = None,
 ) -> None:
     """Open the workbench: upload data, add model and scorer columns, vote blind, export.
 
@@ -42,7 +56,13 @@ def ui_command(
 
     keys = SecurityPolicy(open_store(db))  # the store's API keys (no limits apply here)
     app = create_ui_app(
-        get_context(ctx), db, key_check=keys.key_owner, keys_required=keys.keys_required
+        get_context(ctx),
+        db,
+        key_check=keys.key_owner,
+        keys_required=keys.keys_required,
+        host=host,
+        allowed_hosts=allowed_host,
+        allow_any_model=allow_any_model,
     )
     if host not in ("127.0.0.1", "localhost", "::1") and not keys.keys.has_keys():
         console.print(

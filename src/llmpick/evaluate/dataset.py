@@ -250,10 +250,12 @@ def _as_text(value: Any) -> str | None:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def _load_template(template: str) -> jinja2.Template:
+def _load_template(template: str, *, files: bool = True) -> jinja2.Template:
     # A value naming an existing file is a template file; anything else is the template.
+    # ``files=False`` (what the workbench passes): always the text itself, since a web
+    # page's string must never name a file the server reads.
     text = template
-    if "\n" not in template and "{" not in template and len(template) < 4096:
+    if files and "\n" not in template and "{" not in template and len(template) < 4096:
         candidate = Path(template)
         if candidate.is_file():
             try:
@@ -299,8 +301,14 @@ def build_rows(
     template: str | None = None,
     system: str | None = None,
     source: str = "dataset",
+    *,
+    template_files: bool = True,
 ) -> tuple[list[str], list[Row], str | None]:
-    """Map and render raw records into rows; returns (columns, rows, expected column)."""
+    """Map and render raw records into rows; returns (columns, rows, expected column).
+
+    ``template_files``: whether a ``template`` naming an existing file reads that file
+    (the CLI's ``--template``); callers that take templates from a web page pass False.
+    """
     mapping = mapping or ColumnMapping()
     columns: list[str] = []
     for record in records:
@@ -313,7 +321,7 @@ def build_rows(
     category_col = _pick(columns, mapping.category, ("category",), "category")
     system_col = _pick(columns, mapping.system, ("system",), "system")
     messages_col = _pick(columns, mapping.messages, ("messages",), "messages")
-    compiled = _load_template(template) if template is not None else None
+    compiled = _load_template(template, files=template_files) if template is not None else None
     if compiled is None and prompt_col is None and messages_col is None:
         raise DataError(
             f"{source} has no prompt column (looked for {', '.join(PROMPT_COLUMNS)}, messages)",

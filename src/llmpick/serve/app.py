@@ -23,8 +23,12 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from llmpick.backends.base import Message, SamplingParams
 from llmpick.errors import RequestRejectedError
+from llmpick.hostcheck import HostPolicy
+from llmpick.serve.disconnect import ClientGone, unless_disconnected
 from llmpick.serve.errors import error_payload, install_error_handlers, status_of
 from llmpick.serve.gateway import Answer, Gateway, Prepared
+from llmpick.serve.readiness import HealthProber, readiness
+from llmpick.serve.refusals import RECORDED, RefusalRecorder, note_refusal
 from llmpick.serve.schemas import (
     ChatChoice,
     ChatCompletion,
@@ -155,24 +159,33 @@ def _timeout_error(gateway: Gateway) -> RequestRejectedError:
     )
 
 
-async def _run(gateway: Gateway, prepared: Prepared, kind: Kind) -> Response:
-    await gateway.admit(prepared)
+async def _run(gateway: Gateway, prepared: Prepared, kind: Kind, request: Request) -> Response:
     deadline = _deadline(gateway, prepared)
     try:
+        # the deadline covers admission too (a stalled limiter cannot hold a request)
         async with asyncio.timeout_at(deadline):
-            answer = await gateway.open_answer(prepared)
+            await gateway.admit(prepared)
+    except TimeoutError:
+        raise _timeout_error(gateway) from None
+    setattr(request.state, RECORDED, True)  # from here on the lifecycle records it
+    try:
+        async with asyncio.timeout_at(deadline):
+            answer = await unless_disconnected(request, gateway.open_answer(prepared))
     except Exception as exc:
         error = _timeout_error(gateway) if isinstance(exc, TimeoutError) else exc
+        gone = isinstance(exc, ClientGone)
         await gateway.finish(
             prepared,
-            status=status_of(error),
+            status=_CLIENT_CLOSED if gone else status_of(error),
             model=prepared.decision.models[0],
             prompt_tokens=None,
             completion_tokens=0,
             first_token_s=None,
             output_text="",
-            error=error,
+            error=None if gone else error,
         )
+        if gone:
+            return Response(status_code=_CLIENT_CLOSED)
         raise error from None
     route = prepared.decision.header() + f"; model={answer.model.name}"
     if answer.fallback_from:
@@ -185,9 +198,16 @@ async def _run(gateway: Gateway, prepared: Prepared, kind: Kind) -> Response:
             headers={**headers, "Cache-Control": "no-cache"},
         )
     got = _Collected()
-    try:
+
+    async def collect() -> None:
         async for _ in _texts(gateway, prepared, answer, got, deadline):
             pass
+
+    try:
+        await unless_disconnected(request, collect())  # nobody waits: stop, free the slot
+    except ClientGone:
+        await _finish(gateway, prepared, answer, got, _CLIENT_CLOSED, None)
+        return Response(status_code=_CLIENT_CLOSED)
     except Exception as exc:
         error = _timeout_error(gateway) if isinstance(exc, TimeoutError) else exc
         await _finish(gateway, prepared, answer, got, status_of(error), error)
@@ -333,7 +353,8 @@ def _openai_router() -> APIRouter:
             stream=body.stream,
             include_usage=bool(body.stream_options and body.stream_options.include_usage),
         )
-        return await _run(gateway, prepared, "chat")
+        request.state.llmpick_prepared = prepared
+        return await _run(gateway, prepared, "chat", request)
 
     @router.post(
         "/completions", response_model=CompletionResponse, responses=_STREAMED, tags=["openai"]
@@ -359,7 +380,8 @@ def _openai_router() -> APIRouter:
             stream=body.stream,
             include_usage=bool(body.stream_options and body.stream_options.include_usage),
         )
-        return await _run(gateway, prepared, "completions")
+        request.state.llmpick_prepared = prepared
+        return await _run(gateway, prepared, "completions", request)
 
     @router.get("/models", response_model=ModelList, tags=["openai"])
     async def list_models(request: Request) -> ModelList:
@@ -383,25 +405,8 @@ def _ops_router() -> APIRouter:
 
     @router.get("/ready")
     async def ready(request: Request) -> JSONResponse:
-        """Every routed model loaded or reachable; failing ones named."""
-        gateway: Gateway = request.app.state.gateway
-        states = []
-        for name in gateway.served:
-            model = gateway.pool.get(name)
-            states.append(model.health() if model.backend.is_local else await model.check())
-        failing = [h.name for h in states if h.state == "failing"]
-        firsts = {models[0] for models in gateway.route_names().values() if models}
-        if failing and len(failing) == len(states):
-            status, code = "unavailable", 503
-        elif set(failing) & firsts:
-            status, code = "degraded", 200
-        else:
-            status, code = ("ready", 200) if not failing else ("degraded", 200)
-        body = {
-            "status": status,
-            "failing": failing,
-            "models": [h.model_dump() for h in states],
-        }
+        """Ready, degraded or unavailable; model names and states (details with a key)."""
+        body, code = await readiness(request.app.state.gateway, request)
         return JSONResponse(body, status_code=code)
 
     @router.get("/metrics")
@@ -423,9 +428,12 @@ def create_app(gateway: Gateway, workbench: Workbench | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await gateway.start()
+        prober = HealthProber(gateway)
+        prober.start()
         try:
             yield
         finally:
+            await prober.aclose()
             if workbench is not None:
                 await workbench.aclose()
             await gateway.aclose()
@@ -439,8 +447,14 @@ def create_app(gateway: Gateway, workbench: Workbench | None = None) -> FastAPI:
     app.state.gateway = gateway
     install_error_handlers(app)
     if gateway.policy is not None:
-        exempt = (workbench.prefix + "/",) if workbench is not None else ()
-        install(app, gateway.policy, exempt=exempt)
+        install(
+            app,
+            gateway.policy,
+            larger=workbench.larger_bodies() if workbench is not None else None,
+            hosts=HostPolicy(gateway.config.host, gateway.config.allowed_hosts),
+            on_refusal=note_refusal,
+        )
+    app.add_middleware(RefusalRecorder, gateway=gateway)
     app.include_router(_openai_router())
     app.include_router(_ops_router())
     _describe_what_is_accepted(app, gateway)

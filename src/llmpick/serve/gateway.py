@@ -33,6 +33,7 @@ from llmpick.serve.metrics import GatewayMetrics
 from llmpick.serve.requestlog import RequestLog, RequestRecord
 from llmpick.serve.routing import Decision, RouteTable
 from llmpick.serve.security import KeyPrincipal, SecurityOptions, SecurityPolicy
+from llmpick.textsize import conservative_tokens
 
 __all__ = ["Answer", "Gateway", "GatewayConfig", "Prepared"]
 
@@ -57,6 +58,8 @@ class GatewayConfig(BaseModel):
     pool: PoolOptions = PoolOptions()
     security: SecurityOptions = SecurityOptions()
     allow_unauthenticated: bool = False
+    #: names besides addresses and localhost that ``Host`` may carry (DNS rebinding check)
+    allowed_hosts: list[str] = Field(default_factory=list)
     db: Path = Path("llmpick.db")
 
 
@@ -78,6 +81,8 @@ class Prepared(BaseModel):
     prompt_tokens_estimate: int
     stream: bool
     include_usage: bool = False
+    #: admission passed: tokens are reserved and settled when the request ends
+    admitted: bool = False
 
 
 class Answer:
@@ -234,6 +239,7 @@ class Gateway:
         prompt_text = "\n".join(m.content for m in messages)
         first = self.pool.get(decision.models[0])
         counted = first.count_tokens(prompt_text)
+        estimate = counted if counted is not None else conservative_tokens(prompt_text)
         return Prepared(
             request_id=f"chatcmpl-{uuid.uuid4().hex[:24]}",
             endpoint=endpoint,
@@ -244,7 +250,7 @@ class Gateway:
             decision=decision,
             generation=GenerationRequest(messages=messages, params=params, stream=stream),
             prompt_text=prompt_text,
-            prompt_tokens_estimate=counted if counted is not None else len(prompt_text) // 4,
+            prompt_tokens_estimate=estimate,
             stream=stream,
             include_usage=include_usage,
         )
@@ -258,6 +264,7 @@ class Gateway:
                 prepared.prompt_tokens_estimate,
                 prepared.generation.params.max_tokens,
             )
+        prepared.admitted = True
 
     async def open_answer(self, prepared: Prepared) -> Answer:
         """Start the answer on the first model of the route that gives a first chunk."""
@@ -270,8 +277,11 @@ class Gateway:
                 first = await chunks.__anext__()
             except StopAsyncIteration:
                 first = Chunk(time_s=time.perf_counter(), final=True)
-            except (ContextLengthError, QueueFullError):
+            except ContextLengthError:
                 raise
+            except QueueFullError as exc:  # overloaded: the route's next model may have room
+                last = exc
+                continue
             except BackendError as exc:
                 self.metrics.upstream_errors.labels(model.name, type(exc).__name__).inc()
                 last = exc
@@ -338,8 +348,13 @@ class Gateway:
         if self.request_log is not None:
             self.request_log.add(record)
         if self.policy is not None:
-            await self.policy.settle_prompt(
-                prepared.principal, status, prepared.prompt_tokens_estimate, prompt_tokens
-            )
+            if prepared.admitted:
+                await self.policy.settle(
+                    prepared.principal,
+                    prompt_estimate=prepared.prompt_tokens_estimate,
+                    prompt_counted=prompt_tokens,
+                    output_reserved=prepared.generation.params.max_tokens or 0,
+                    output_used=completion_tokens,
+                )
             await self.policy.on_finish(record, prepared.prompt_text, output_text)
         return record

@@ -9,6 +9,8 @@ Names (all prefixed ``llmpick_``), labels never carry request text:
 - ``in_flight_requests{model}``, ``queue_depth{model}`` — gauges, read from the pool
 - ``upstream_errors_total{model, type}`` — failed attempts at a model
 - ``fallbacks_total{route, from_model, to_model}`` — a later model answered
+- ``refused_requests_total{status, code}`` — answered 4xx/5xx before (or instead of)
+  generating: bad key, over a limit, body too large, foreign Host…
 """
 
 from __future__ import annotations
@@ -66,6 +68,12 @@ class GatewayMetrics:
         )
         self.upstream_errors = Counter(
             "llmpick_upstream_errors", "Failed attempts at a model", ["model", "type"], registry=r
+        )
+        self.refused = Counter(
+            "llmpick_refused_requests",
+            "Requests refused before or instead of generating",
+            ["status", "code"],
+            registry=r,
         )
         self.fallbacks = Counter(
             "llmpick_fallbacks",

@@ -10,15 +10,14 @@ is displayed.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from llmpick.bodylimit import BodySizeLimit
 from llmpick.errors import RequestRejectedError
 
 __all__ = ["BodySizeLimit", "RequestRules", "check_text", "total_time_limit"]
@@ -145,79 +144,3 @@ async def total_time_limit(seconds: float | None) -> AsyncIterator[None]:
             " ask for fewer tokens (max_tokens) or retry later",
             code="timeout",
         ) from None
-
-
-class BodySizeLimit:
-    """ASGI middleware: 413 in OpenAI's error shape for a body over ``max_bytes``.
-
-    Checks ``Content-Length`` first and counts the bytes actually received, so a
-    chunked body without a length cannot get past it.
-    """
-
-    def __init__(self, app: ASGIApp, max_bytes: int, exempt: tuple[str, ...] = ()) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-        self.exempt = exempt
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Pass the request on, or answer 413 once the body is over the limit."""
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope.get("headers") or []).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await self._reject(send)
-            return
-        received = 0
-        started = rejected = answered = False
-
-        async def counting_receive() -> Message:
-            nonlocal received, rejected, answered
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_bytes and not rejected:
-                    rejected = True
-                    if not started:
-                        answered = True
-                        await self._reject(send)
-                    # the app sees a client that went away, and stops reading
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def guarded_send(message: Message) -> None:
-            nonlocal started
-            if answered:
-                return  # the 413 is the answer
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counting_receive, guarded_send)
-        except Exception:
-            if not answered:
-                raise
-
-    async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "message": f"the request body is larger than {self.max_bytes} bytes:"
-                    " send a shorter prompt or fewer messages",
-                    "type": "invalid_request_error",
-                    "code": "body_too_large",
-                    "param": None,
-                }
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})

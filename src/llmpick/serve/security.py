@@ -20,22 +20,26 @@ its OpenAI-shaped error responses.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import math
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from llmpick.bodylimit import BodySizeLimit, Refusal
 from llmpick.errors import ConfigError, RequestRejectedError
+from llmpick.hostcheck import HostCheck, HostPolicy
 from llmpick.serve.accesslog import AccessLog
 from llmpick.serve.keys import ApiKey, KeyStore, SharedKeys, check_token, key_id_of
 from llmpick.serve.limits import Limiter
-from llmpick.serve.rules import BodySizeLimit, RequestRules
+from llmpick.serve.rules import RequestRules
 from llmpick.store import Store
 
 __all__ = [
@@ -64,6 +68,10 @@ class SecurityOptions(BaseModel):
     protect_metrics: bool = False
     protect_ready: bool = False
     redis_url: str | None = None
+    #: seconds any one Redis call may take (then the limiter cannot decide: 503)
+    redis_timeout_s: float = 0.5
+    #: while Redis is down, admit keyed requests without limits instead of 503
+    limits_fail_open: bool = False
     access_log: Path | None = None
     log_secret_file: Path | None = None
     log_text: bool = False
@@ -94,7 +102,11 @@ class SecurityPolicy:
     ) -> None:
         self.options = options or SecurityOptions()
         self.keys = KeyStore(store)
-        self.limiter = Limiter(self.options.redis_url)
+        self.limiter = Limiter(
+            self.options.redis_url,
+            timeout_s=self.options.redis_timeout_s,
+            fail_open=self.options.limits_fail_open,
+        )
         # with Redis, keys come from there (every replica sees the same keys)
         self.shared = SharedKeys(self.limiter.redis) if self.limiter.redis else None
         self.rules = self.options.rules
@@ -160,10 +172,21 @@ class SecurityPolicy:
         key_id = key_id_of(secret)
         found = None
         if key_id is not None:
-            # Redis first (what `llmpick keys --redis` shared), then this store
-            found = await self.shared.lookup(key_id) if self.shared else None
-            found = found or self.keys.lookup(key_id)
+            # both copies: a key revoked or expired in either place is refused, and a
+            # Redis that does not answer leaves this store's copy to decide
+            local = self.keys.lookup(key_id)
+            shared = await self._shared_lookup(key_id)
+            found = _stricter(local, shared)
         return check_token(secret, found)
+
+    async def _shared_lookup(self, key_id: str) -> tuple[ApiKey, str] | None:
+        if self.shared is None:
+            return None
+        try:
+            async with asyncio.timeout(self.options.redis_timeout_s * 2):
+                return await self.shared.lookup(key_id)
+        except (TimeoutError, OSError, RedisError):
+            return None
 
     async def key_owner(self, secret: str) -> str | None:
         """The name of the active key ``secret`` is, or None (the workbench's login)."""
@@ -190,7 +213,11 @@ class SecurityPolicy:
                 param="model",
             )
         await self.limiter.admit(
-            principal.key_id, rpm=principal.rpm, tpm=principal.tpm, prompt_tokens=prompt_tokens
+            principal.key_id,
+            rpm=principal.rpm,
+            tpm=principal.tpm,
+            prompt_tokens=prompt_tokens,
+            output_tokens=max_tokens or 0,
         )
 
     async def on_output_tokens(self, principal: KeyPrincipal, model: str, n: int) -> None:
@@ -213,18 +240,33 @@ class SecurityPolicy:
         if pending:
             await self.limiter.add_output(key_id, tpm=self._tpm.get(key_id), tokens=pending)
 
-    async def settle_prompt(
-        self, principal: KeyPrincipal, status: int, charged: int, counted: int | None
+    async def settle(
+        self,
+        principal: KeyPrincipal,
+        *,
+        prompt_estimate: int,
+        prompt_counted: int | None,
+        output_reserved: int,
+        output_used: int,
     ) -> None:
-        """Bring the key's prompt tokens from the admission estimate to the model's count.
+        """After an admitted request: give back the unused TPM reservation, fix usage.
 
-        An upstream reports its count with the answer; admission had only an estimate.
+        Admission reserved ``prompt_estimate + output_reserved``; the answer used the
+        model's prompt count (when it brings one) plus the output it produced.
         """
-        if principal.key_id is None or counted is None or status in _REJECTED:
+        if principal.key_id is None:
             return
-        await self.limiter.settle_prompt(
-            principal.key_id, tpm=principal.tpm, tokens=counted - charged
+        prompt = prompt_counted if prompt_counted is not None else prompt_estimate
+        await self.limiter.settle(
+            principal.key_id,
+            tpm=principal.tpm,
+            reserved=prompt_estimate + output_reserved,
+            used=prompt + output_used,
         )
+        if prompt != prompt_estimate:
+            await self.limiter.settle_prompt(
+                principal.key_id, tpm=None, tokens=prompt - prompt_estimate
+            )
 
     async def on_finish(self, record: Any, prompt_text: str, output_text: str) -> None:
         """One access-log line; the key's usage in the store (admitted requests only)."""
@@ -241,6 +283,17 @@ class SecurityPolicy:
                 prompt_tokens=fields.get("prompt_tokens") or 0,
                 completion_tokens=fields.get("completion_tokens") or 0,
             )
+
+
+def _stricter(
+    local: tuple[ApiKey, str] | None, shared: tuple[ApiKey, str] | None
+) -> tuple[ApiKey, str] | None:
+    """Of the store's and Redis's copy of a key, the one that refuses if either does."""
+    copies = [c for c in (local, shared) if c is not None]
+    for copy in copies:
+        if copy[0].state() != "active":
+            return copy
+    return copies[0] if copies else None
 
 
 def error_body(exc: RequestRejectedError) -> dict[str, Any]:
@@ -289,13 +342,20 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
-def install(app: Starlette, policy: SecurityPolicy, *, exempt: tuple[str, ...] = ()) -> None:
+def install(
+    app: Starlette,
+    policy: SecurityPolicy,
+    *,
+    larger: dict[str, int] | None = None,
+    hosts: HostPolicy | None = None,
+    on_refusal: Refusal | None = None,
+) -> None:
     """Add the security middlewares to the gateway's app and map refusals to responses.
 
-    Order (outermost first): body size (413) → keys (401) → the app. The drain
-    middleware, when used, goes outside these (``DrainMiddleware(app, state)``).
-    Paths under an ``exempt`` prefix get no body limit (the mounted workbench
-    takes uploads and checks their size itself).
+    Order (outermost first): Host/Origin (421/403) → body size (413, every path;
+    ``larger`` gives a few paths, the workbench's upload, their own limit) → keys
+    (401) → the app. The drain middleware, when used, goes outside these
+    (``DrainMiddleware(app, state)``).
     """
 
     async def handle(request: Request, exc: Exception) -> Response:
@@ -304,7 +364,14 @@ def install(app: Starlette, policy: SecurityPolicy, *, exempt: tuple[str, ...] =
 
     app.add_exception_handler(RequestRejectedError, handle)
     app.add_middleware(AuthMiddleware, policy=policy)
-    app.add_middleware(BodySizeLimit, max_bytes=policy.rules.max_body_bytes, exempt=exempt)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=policy.rules.max_body_bytes,
+        larger=larger,
+        on_refusal=on_refusal,
+    )
+    if hosts is not None:
+        app.add_middleware(HostCheck, policy=hosts, on_refusal=on_refusal)
 
 
 def check_bind(host: str, *, keys_configured: bool, allow_open: bool) -> str | None:

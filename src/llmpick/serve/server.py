@@ -23,6 +23,7 @@ from llmpick.serve.gateway import Gateway, GatewayConfig
 from llmpick.serve.requestlog import RequestLog
 from llmpick.serve.routing import RouteTable, load_route_table, train_classifier
 from llmpick.serve.security import SecurityPolicy
+from llmpick.serve.uiadmission import KeyAdmission, admission_for
 from llmpick.store import open_store
 from llmpick.ui import Workbench
 
@@ -64,13 +65,21 @@ def _serving_pool(options: PoolOptions) -> PoolOptions:
     return options.model_copy(update={"serving_defaults": True})
 
 
-def build_workbench(gateway: Gateway, prefix: str = "/ui") -> Workbench:
+def build_workbench(
+    gateway: Gateway, prefix: str = "/ui", *, allow_any_model: bool = False
+) -> Workbench:
     """The workbench for ``llmpick serve --ui``: the gateway's store, pool and keys.
 
     A valid gateway key logs in; while no key exists the pages answer only
-    clients on this machine.
+    clients on this machine. Columns use the served models (and llmpick.yaml's,
+    and the bundled ones) unless ``allow_any_model``, and each generation is
+    admitted as the logged-in key's API calls are.
     """
     policy = gateway.policy
+
+    async def admission(secret: str | None) -> KeyAdmission | None:
+        return await admission_for(policy, secret) if policy is not None else None
+
     return Workbench(
         gateway.context,
         gateway.config.db,
@@ -78,6 +87,9 @@ def build_workbench(gateway: Gateway, prefix: str = "/ui") -> Workbench:
         key_check=policy.key_owner if policy is not None else None,
         keys_required=policy.keys_required if policy is not None else None,
         pool=gateway.pool,
+        served=lambda: list(gateway.served),
+        allow_any_model=allow_any_model,
+        admission=admission,
     )
 
 

@@ -342,6 +342,15 @@ def _m008_quant(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS quant_runs_by_model ON quant_runs (catalog_id, model)")
 
 
+def _m009_owners(db: sqlite3.Connection) -> None:
+    # who may see a sheet or run in the workbench: the key that made it ('local'
+    # without keys, and for runs made by the CLI), plus the names it is shared with
+    db.execute("ALTER TABLE workbench_sheets ADD COLUMN owner TEXT NOT NULL DEFAULT 'local'")
+    db.execute("ALTER TABLE workbench_sheets ADD COLUMN shared_with TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE runs ADD COLUMN owner TEXT NOT NULL DEFAULT 'local'")
+    db.execute("ALTER TABLE runs ADD COLUMN shared_with TEXT NOT NULL DEFAULT '[]'")
+
+
 Migration = Callable[[sqlite3.Connection], None]
 
 MIGRATIONS: list[Migration] = [
@@ -353,6 +362,7 @@ MIGRATIONS: list[Migration] = [
     _m006_keys_and_usage,
     _m007_workbench,
     _m008_quant,
+    _m009_owners,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -13,7 +13,7 @@ import asyncio
 import json
 import random
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -30,13 +30,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmpick.backends.bundled import BUNDLED_MODELS
 from llmpick.backends.pool import ModelPool
-from llmpick.errors import LlmpickError
+from llmpick.bodylimit import BodySizeLimit
+from llmpick.errors import LlmpickError, UsageError
 from llmpick.evaluate.dataset import read_records
 from llmpick.evaluate.results import (
     EvalResult,
     summarize,
 )
+from llmpick.hostcheck import HostCheck, HostPolicy
 from llmpick.store import DEFAULT_DB, Store, open_store
+from llmpick.ui.capabilities import Admission, ModelCapabilities
 from llmpick.ui.export import add_export_routes
 from llmpick.ui.grid import GridFilter, grid_page
 from llmpick.ui.jobs import Jobs
@@ -45,6 +48,7 @@ from llmpick.ui.models import (
     AddColumn,
     HumanRanking,
     Progress,
+    ShareSheet,
     SheetInfo,
     SheetSettings,
     SummaryView,
@@ -67,7 +71,11 @@ __all__ = ["Workbench", "create_ui_app", "mount_workbench", "workbench_router"]
 
 #: largest upload accepted, in bytes
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+#: largest body of the other routes (settings, columns, login) of ``llmpick ui``
+MAX_JSON_BYTES = 1_000_000
 _STATIC = Path(__file__).parent / "static"
+#: the gateway's admission for a logged-in key (None without keys), from its secret
+AdmissionFor = Callable[[str | None], Awaitable[Admission | None]]
 _STATIC_TYPES = {".js": "text/javascript", ".css": "text/css"}
 _PAGE_ROWS = 50
 
@@ -91,8 +99,14 @@ class Workbench:
         *,
         pool: ModelPool | None = None,
         keys_required: KeysRequired | None = None,
+        served: Callable[[], list[str]] | None = None,
+        allow_any_model: bool = False,
+        admission: AdmissionFor | None = None,
     ) -> None:
         self.context = context
+        self.served = served
+        self.allow_any_model = allow_any_model
+        self.admission = admission
         self.db_path = Path(db_path)
         self.prefix = prefix.rstrip("/")
         self.key_check = key_check
@@ -142,10 +156,36 @@ class Workbench:
                 self._summaries = {key: result}
         return self._summaries[key]
 
+    def larger_bodies(self) -> dict[str, int]:
+        """Paths that take more than the JSON routes' body limit: the upload."""
+        return {self.prefix + "/api/sheets": MAX_UPLOAD_BYTES}
+
     def model_choices(self) -> list[str]:
-        """Models the page offers: bundled ones and those named in llmpick.yaml."""
+        """Models the page offers: served ones, those named in llmpick.yaml, bundled ones."""
+        served = self.served() if self.served is not None else []
         configured = list(self.context.settings.config.models)
-        return list(BUNDLED_MODELS) + [n for n in configured if n not in BUNDLED_MODELS]
+        return list(dict.fromkeys([*served, *configured, *BUNDLED_MODELS]))
+
+    @property
+    def capabilities(self) -> ModelCapabilities:
+        """What the page's columns may name (:mod:`llmpick.ui.capabilities`)."""
+        return ModelCapabilities(self.model_choices(), allow_any=self.allow_any_model)
+
+    def check_model(self, request: Request, spec: str, what: str = "model") -> None:
+        """403 unless the operator declared ``spec`` and the logged-in key may use it."""
+        self.capabilities.check(spec, what)
+        admission: Admission | None = getattr(request.state, "llmpick_admission", None)
+        if admission is not None and not admission.may_use(spec):
+            raise HTTPException(403, f"your key may not use '{spec}'")
+
+    def start_job(self, request: Request, sheet: SheetInfo) -> None:
+        """Run the sheet's missing cells as the logged-in key, on the declared models only."""
+        for spec in [*sheet.models, *(c.spec for c in sheet.columns if c.kind == "pairwise")]:
+            self.check_model(request, spec)
+        if sheet.settings.judge_model:
+            self.check_model(request, sheet.settings.judge_model, "judge model")
+        admission = getattr(request.state, "llmpick_admission", None)
+        self.jobs.start(sheet, self.wb, self.capabilities, admission)
 
     def render(self, request: Request, name: str, **values: Any) -> HTMLResponse:
         """Render a page with the CSRF token, the base URL and the voter's name."""
@@ -166,6 +206,34 @@ class Workbench:
 def _summarize(db_path: Path, run_id: str) -> EvalResult:
     with open_store(db_path) as store:  # its own connection: this runs in a worker thread
         return summarize(store, run_id)
+
+
+def _viewer(request: Request) -> str:
+    """Who is asking: the logged-in key's name, or ``local`` without keys."""
+    return getattr(request.state, "llmpick_user", None) or "local"
+
+
+def _visible(w: Workbench) -> Any:
+    """Every route naming a sheet, run or vote answers only its owner and those it is shared with.
+
+    Others get the same answer as for a sheet that does not exist.
+    """
+
+    async def check(request: Request) -> None:
+        viewer = _viewer(request)
+        params = request.path_params
+        sheet_id = params.get("sheet_id")
+        if sheet_id is None and "vote_id" in params:
+            row = w.wb.db.execute(
+                "SELECT sheet_id FROM workbench_votes WHERE id = ?", (params["vote_id"],)
+            ).fetchone()
+            sheet_id = row[0] if row else params["vote_id"]
+        if sheet_id is not None and not w.wb.sheet_visible(sheet_id, viewer):
+            raise UsageError(f"no sheet '{sheet_id}'", "open the workbench's start page")
+        if "run_id" in params and not w.wb.run_visible(params["run_id"], viewer):
+            raise UsageError(f"no run '{params['run_id']}'", "open the workbench's start page")
+
+    return check
 
 
 def _voter(request: Request) -> str:
@@ -190,32 +258,36 @@ def workbench_router(workbench: Workbench) -> APIRouter:
     """All of the workbench's routes, for ``app.include_router(router, prefix=...)``."""
     w = workbench
     csrf = [Depends(require_csrf)]
-    router = APIRouter(dependencies=[Depends(_login(w))])
+    router = APIRouter(dependencies=[Depends(_login(w)), Depends(_visible(w))])
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index(request: Request) -> HTMLResponse:
+        viewer = _viewer(request)
         return w.render(
-            request, "index.html", sheets=w.wb.list_sheets(), datasets=w.wb.used_datasets()
+            request,
+            "index.html",
+            sheets=w.wb.list_sheets(viewer),
+            datasets=w.wb.used_datasets(viewer=viewer),
         )
 
     @router.post("/api/sheets/from-run/{run_id}", dependencies=csrf)
-    async def sheet_from_run(run_id: str) -> SheetInfo:
-        return w.wb.get_sheet(w.wb.sheet_from_run(run_id))
+    async def sheet_from_run(request: Request, run_id: str) -> SheetInfo:
+        return w.wb.get_sheet(w.wb.sheet_from_run(run_id, owner=_viewer(request)))
+
+    @router.post("/api/sheets/{sheet_id}/share", dependencies=csrf)
+    async def share(request: Request, sheet_id: str, body: ShareSheet) -> SheetInfo:
+        w.wb.share_sheet(sheet_id, _viewer(request), body.with_)
+        return w.wb.get_sheet(sheet_id)
 
     @router.post("/api/sheets", dependencies=csrf)
     async def upload(request: Request, filename: str = Query(min_length=1)) -> SheetInfo:
-        length = request.headers.get("content-length", "")
-        declared = int(length) if length.isdigit() else 0
-        body = await request.body() if declared <= MAX_UPLOAD_BYTES else b""
-        if max(declared, len(body)) > MAX_UPLOAD_BYTES:
-            raise HTTPException(413, f"the file is larger than {MAX_UPLOAD_BYTES} bytes")
+        settings = SheetSettings.model_validate(json.loads(request.headers.get("x-settings", "{}")))
         suffix = Path(filename).suffix.lower()
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"upload{suffix}"
-            path.write_bytes(body)
+            await _save_upload(request, path)
             records = read_records(path)
-        settings = SheetSettings.model_validate(json.loads(request.headers.get("x-settings", "{}")))
-        sheet_id = w.wb.create_sheet(Path(filename).name, records, settings)
+        sheet_id = w.wb.create_sheet(Path(filename).name, records, settings, _viewer(request))
         return w.wb.get_sheet(sheet_id)
 
     @router.get("/sheets/{sheet_id}", response_class=HTMLResponse, include_in_schema=False)
@@ -237,7 +309,9 @@ def workbench_router(workbench: Workbench) -> APIRouter:
         return w.wb.get_sheet(sheet_id)
 
     @router.post("/api/sheets/{sheet_id}/settings", dependencies=csrf)
-    async def settings(sheet_id: str, body: SheetSettings) -> SheetInfo:
+    async def settings(request: Request, sheet_id: str, body: SheetSettings) -> SheetInfo:
+        if body.judge_model:
+            w.check_model(request, body.judge_model, "judge model")
         if "columns" not in body.model_fields_set:  # the form leaves columns' own settings be
             body.columns = w.wb.get_sheet(sheet_id).settings.columns
         await w.jobs.stop(sheet_id)
@@ -245,13 +319,19 @@ def workbench_router(workbench: Workbench) -> APIRouter:
         return w.wb.get_sheet(sheet_id)
 
     @router.post("/api/sheets/{sheet_id}/columns", dependencies=csrf)
-    async def add_column(sheet_id: str, body: AddColumn) -> SheetInfo:
+    async def add_column(request: Request, sheet_id: str, body: AddColumn) -> SheetInfo:
+        # a spec from the page picks among the operator's models before it is resolved
+        if body.kind in ("model", "pairwise"):
+            w.check_model(request, body.spec)
+        if body.judge_model:
+            w.check_model(request, body.judge_model, "judge model")
         if body.kind == "model":
             w.context.resolve(body.spec)  # an unknown model fails here, not in the job
         elif body.kind == "scorer":
             from llmpick.evaluate.scoring import parse_scorers
 
-            parse_scorers([body.spec])
+            for scorer in parse_scorers([body.spec]):
+                w.capabilities.check_scorer(scorer)
         own = body.settings if body.settings is not None and not body.settings.is_empty() else None
         if own is not None and body.kind != "model":
             raise HTTPException(400, "only model columns have their own template and sampling")
@@ -268,13 +348,13 @@ def workbench_router(workbench: Workbench) -> APIRouter:
             settings.judge_model = body.judge_model or settings.judge_model
             w.wb.update_settings(sheet_id, settings)
         sheet = w.wb.get_sheet(sheet_id)
-        w.jobs.start(sheet, w.wb)
+        w.start_job(request, sheet)
         return sheet
 
     @router.post("/api/sheets/{sheet_id}/run", dependencies=csrf)
-    async def run(sheet_id: str) -> Progress:
+    async def run(request: Request, sheet_id: str) -> Progress:
         sheet = w.wb.get_sheet(sheet_id)
-        w.jobs.start(sheet, w.wb)
+        w.start_job(request, sheet)
         return w.jobs.progress(w.wb, sheet)
 
     @router.post("/api/sheets/{sheet_id}/stop", dependencies=csrf)
@@ -328,6 +408,17 @@ def workbench_router(workbench: Workbench) -> APIRouter:
     return router
 
 
+async def _save_upload(request: Request, path: Path) -> None:
+    """Stream the body to ``path``, 413 past :data:`MAX_UPLOAD_BYTES` (never held whole)."""
+    size = 0
+    with path.open("wb") as f:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_UPLOAD_BYTES:
+                raise HTTPException(413, f"the file is larger than {MAX_UPLOAD_BYTES} bytes")
+            f.write(chunk)
+
+
 def _categories(wb: WorkbenchStore, sheet: SheetInfo) -> list[str]:
     if sheet.run_id is None:
         return []
@@ -349,8 +440,10 @@ def _login(w: Workbench) -> Any:
 
     async def check(request: Request) -> None:
         if w.key_check is None:
+            request.state.llmpick_admission = await _admission(w, None)
             return
         if w.keys_required is not None and not await w.keys_required():
+            request.state.llmpick_admission = await _admission(w, None)
             if not is_loopback(request.client.host if request.client else None):
                 raise HTTPException(
                     403,
@@ -367,8 +460,13 @@ def _login(w: Workbench) -> Any:
                 raise HTTPException(303, "log in", headers={"location": f"{w.prefix}/login"})
             raise HTTPException(401, "log in with an API key")
         request.state.llmpick_user = user
+        request.state.llmpick_admission = await _admission(w, key)
 
     return check
+
+
+async def _admission(w: Workbench, key: str | None) -> Admission | None:
+    return await w.admission(key) if w.admission is not None else None
 
 
 def _error_handlers(app: FastAPI, prefix: str) -> None:
@@ -450,13 +548,27 @@ def create_ui_app(
     db_path: Path | str = DEFAULT_DB,
     key_check: KeyCheck | None = None,
     keys_required: KeysRequired | None = None,
+    *,
+    host: str = "127.0.0.1",
+    allowed_hosts: list[str] | None = None,
+    allow_any_model: bool = False,
 ) -> FastAPI:
-    """The standalone workbench app of ``llmpick ui`` (see :class:`Workbench`)."""
+    """The standalone workbench app of ``llmpick ui`` (see :class:`Workbench`).
+
+    ``host`` (the bound address) and ``allowed_hosts`` are the names ``Host`` may
+    carry (:mod:`llmpick.hostcheck`); every body is limited while read.
+    """
     if context is None:
         from llmpick.context import Context
 
         context = Context()
-    workbench = Workbench(context, db_path, key_check=key_check, keys_required=keys_required)
+    workbench = Workbench(
+        context,
+        db_path,
+        key_check=key_check,
+        keys_required=keys_required,
+        allow_any_model=allow_any_model,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -466,4 +578,6 @@ def create_ui_app(
     app = FastAPI(title="llmpick workbench", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.workbench = workbench
     mount_workbench(app, workbench)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_JSON_BYTES, larger=workbench.larger_bodies())
+    app.add_middleware(HostCheck, policy=HostPolicy(host, allowed_hosts or ()))
     return app

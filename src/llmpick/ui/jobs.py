@@ -29,6 +29,7 @@ from llmpick.evaluate.runner import ModelOverride
 from llmpick.evaluate.scorers.pairwise import pairwise_compare
 from llmpick.evaluate.scoring import CachedJudge
 from llmpick.store import open_store
+from llmpick.ui.capabilities import Admission, AdmittedPool, ModelCapabilities
 from llmpick.ui.models import Progress, SheetInfo
 from llmpick.ui.sheets import WorkbenchStore
 
@@ -54,18 +55,31 @@ class Jobs:
         task = self.tasks.get(sheet_id)
         return task is not None and not task.done()
 
-    def start(self, sheet: SheetInfo, wb: WorkbenchStore) -> None:
-        """Fill the sheet's missing cells in the background (no-op if already running)."""
+    def start(
+        self,
+        sheet: SheetInfo,
+        wb: WorkbenchStore,
+        capabilities: ModelCapabilities | None = None,
+        admission: Admission | None = None,
+    ) -> None:
+        """Fill the sheet's missing cells in the background (no-op if already running).
+
+        With ``capabilities``, models open only by declared names, and with
+        ``admission`` every generation is admitted as the key that started the job.
+        """
         if self.running(sheet.id) or not sheet.models:
             return
         self.failures.pop(sheet.id, None)
         dataset = wb.dataset(sheet.id)
         overrides = _overrides(wb, sheet)
-        task = asyncio.get_running_loop().create_task(self._run(sheet, dataset, overrides))
+        pool: Any = self.pool
+        if capabilities is not None:
+            pool = AdmittedPool(self.pool, capabilities, admission)
+        task = asyncio.get_running_loop().create_task(self._run(sheet, dataset, overrides, pool))
         self.tasks[sheet.id] = task
 
     async def _run(
-        self, sheet: SheetInfo, dataset: Any, overrides: dict[str, ModelOverride]
+        self, sheet: SheetInfo, dataset: Any, overrides: dict[str, ModelOverride], pool: Any
     ) -> None:
         s = sheet.settings
         params = SamplingParams(max_tokens=s.max_tokens, temperature=s.temperature, seed=s.seed)
@@ -83,10 +97,10 @@ class Jobs:
                 options=RunOptions(
                     judge=judge if (needs_judge or judges) else None, overrides=overrides
                 ),
-                pool=self.pool,
+                pool=pool,
             )
             for judge_model in judges:
-                await self._pairwise(sheet, dataset, judge_model)
+                await self._pairwise(sheet, dataset, judge_model, pool)
         except LlmpickError as exc:
             self.failures[sheet.id] = exc.one_line()
         except asyncio.CancelledError:
@@ -94,9 +108,9 @@ class Jobs:
         except Exception as exc:  # a job must never take the server down with it
             self.failures[sheet.id] = f"{type(exc).__name__}: {exc}"
 
-    async def _pairwise(self, sheet: SheetInfo, dataset: Any, judge_model: str) -> None:
+    async def _pairwise(self, sheet: SheetInfo, dataset: Any, judge_model: str, pool: Any) -> None:
         """Ask the judge to compare every two model columns (both orders), keep the verdicts."""
-        model = await self.pool.open(judge_model)
+        model = await pool.open(judge_model)
         with open_store(self.db_path) as store:
             judge = CachedJudge(model, store)
             wb = WorkbenchStore(store)

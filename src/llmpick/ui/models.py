@@ -23,6 +23,7 @@ __all__ = [
     "HumanRanking",
     "JudgeAgreement",
     "Progress",
+    "ShareSheet",
     "SheetInfo",
     "SheetSettings",
     "SummaryView",
@@ -98,6 +99,14 @@ class AddColumn(BaseModel):
     settings: ColumnSettings | None = None
     #: a ``judge`` scorer column: the model that grades (becomes the sheet's judge model)
     judge_model: str | None = Field(default=None, max_length=2000)
+
+
+class ShareSheet(BaseModel):
+    """The body of ``POST /api/sheets/{id}/share``: key names (``*``: every key)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    with_: list[str] = Field(alias="with", max_length=100)
 
 
 class SheetInfo(_Api):

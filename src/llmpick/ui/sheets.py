@@ -62,16 +62,20 @@ class WorkbenchStore:
     # -- sheets ----------------------------------------------------------------------
 
     def create_sheet(
-        self, name: str, records: list[dict[str, Any]], settings: SheetSettings
+        self,
+        name: str,
+        records: list[dict[str, Any]],
+        settings: SheetSettings,
+        owner: str = "local",
     ) -> str:
-        """Store a new sheet made of ``records``; returns its id."""
+        """Store a new sheet made of ``records``, owned by ``owner``; returns its id."""
         if not records:
             raise DataError(f"{name} has no rows", "upload a file with at least one row")
         sheet_id = uuid.uuid4().hex[:10]
         self.dataset(sheet_id, records, settings, name)  # fails now on a bad mapping
         self.db.execute(
             "INSERT INTO workbench_sheets (id, created_at, name, records, mapping, template,"
-            " params) VALUES (?,?,?,?,?,?,?)",
+            " params, owner) VALUES (?,?,?,?,?,?,?,?)",
             (
                 sheet_id,
                 _now(),
@@ -80,27 +84,75 @@ class WorkbenchStore:
                 settings.model_dump_json(),
                 settings.template,
                 "{}",
+                owner,
             ),
         )
         return sheet_id
 
-    def used_datasets(self, limit: int = 20) -> list[UsedDataset]:
-        """Datasets that evaluation runs (not sheets) used, newest run of each first."""
-        rows = self.db.execute(
-            "SELECT r.id, r.dataset, r.created_at, r.models,"
-            " (SELECT count(*) FROM run_rows WHERE run_id = r.id) FROM runs r"
-            " WHERE r.dataset NOT LIKE 'workbench:%' AND r.rowid = (SELECT max(rowid) FROM runs"
-            "  WHERE dataset = r.dataset) ORDER BY r.created_at DESC LIMIT ?",
-            (limit,),
+    # -- who sees what -----------------------------------------------------------------
+
+    @staticmethod
+    def _sees(owner: str, shared_with: str, viewer: str) -> bool:
+        shared = json.loads(shared_with or "[]")
+        return owner == viewer or viewer in shared or "*" in shared
+
+    def sheet_visible(self, sheet_id: str, viewer: str) -> bool:
+        """Whether ``viewer`` (a key's name, or ``local``) owns the sheet or has it shared."""
+        row = self.db.execute(
+            "SELECT owner, shared_with FROM workbench_sheets WHERE id = ?", (sheet_id,)
+        ).fetchone()
+        return row is not None and self._sees(row[0], row[1], viewer)
+
+    def run_visible(self, run_id: str, viewer: str) -> bool:
+        """A sheet's run follows its sheet; an eval run its owner (``local`` for the CLI's)."""
+        row = self.db.execute(
+            "SELECT owner, shared_with, dataset FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        if row is None:
+            return False
+        if str(row[2]).startswith("workbench:"):
+            return self.sheet_visible(str(row[2]).removeprefix("workbench:"), viewer)
+        return self._sees(row[0], row[1], viewer)
+
+    def share_sheet(self, sheet_id: str, owner: str, names: list[str]) -> None:
+        """Share the sheet with ``names`` (``*``: every key); only its owner may."""
+        row = self.db.execute(
+            "SELECT owner FROM workbench_sheets WHERE id = ?", (sheet_id,)
+        ).fetchone()
+        if row is None or row[0] != owner:
+            raise UsageError(f"no sheet '{sheet_id}'", "only the sheet's owner can share it")
+        self.db.execute(
+            "UPDATE workbench_sheets SET shared_with = ? WHERE id = ?",
+            (json.dumps(sorted(set(names))), sheet_id),
         )
+
+    def used_datasets(self, limit: int = 20, viewer: str | None = None) -> list[UsedDataset]:
+        """Datasets that evaluation runs (not sheets) used, newest run of each first.
+
+        With ``viewer``, only runs it owns or has shared.
+        """
+        rows = [
+            r for r in self.db.execute(
+                "SELECT r.id, r.dataset, r.created_at, r.models,"
+                " (SELECT count(*) FROM run_rows WHERE run_id = r.id), r.owner, r.shared_with"
+                " FROM runs r WHERE r.dataset NOT LIKE 'workbench:%' AND r.rowid = (SELECT"
+                " max(rowid) FROM runs WHERE dataset = r.dataset) ORDER BY r.created_at DESC",
+            )
+            if viewer is None or self._sees(r[5], r[6], viewer)
+        ][:limit]  # fmt: skip
         return [
             UsedDataset(run_id=r[0], dataset=r[1], created_at=r[2], n_rows=r[4],
                         models=[m["name"] for m in json.loads(r[3])])
             for r in rows
         ]  # fmt: skip
 
-    def sheet_from_run(self, run_id: str) -> str:
-        """A new sheet holding the rows an earlier run asked (its prompts as they were sent)."""
+    def sheet_from_run(self, run_id: str, owner: str = "local") -> str:
+        """A new sheet holding an earlier run's rows, model outputs and scores.
+
+        The rows are the prompts as they were sent; the run's cells and scores are
+        copied (from the store, nothing is generated again) into the sheet's own run,
+        and each model of the run becomes a model column, so the grid opens full.
+        """
         run = self.store.get_run(run_id)
         records = []
         for row in self.store.get_rows(run.id):
@@ -108,17 +160,67 @@ class WorkbenchStore:
             records.append({**row.data, "id": row.row_id, "prompt": asked[-1] if asked else "",
                             "expected": row.expected, "category": row.category})  # fmt: skip
         has = {k for r in records for k, v in r.items() if v not in (None, "")}
+        params = json.loads(self.db.execute("SELECT params FROM runs WHERE id = ?",
+                                            (run.id,)).fetchone()[0] or "{}")  # fmt: skip
         settings = SheetSettings(
             prompt="prompt",
             expected="expected" if "expected" in has else None,
             category="category" if "category" in has else None,
+            max_tokens=min(8192, max(1, int(params.get("max_tokens") or 64))),
+            temperature=min(2.0, max(0.0, float(params.get("temperature") or 0.0))),
+            seed=params.get("seed"),
         )
         name = f"{run.dataset.replace(chr(92), '/').rsplit('/', 1)[-1]} (run {run.id[:8]})"
-        return self.create_sheet(name, records, settings)
+        sheet_id = self.create_sheet(name, records, settings, owner=owner)
+        with self.store.transaction():
+            self._copy_run(run.id, sheet_id)
+            for model in self.db.execute("SELECT DISTINCT model FROM cells WHERE run_id = ?"
+                                         " ORDER BY id", (run.id,)).fetchall():  # fmt: skip
+                self.add_column(sheet_id, "model", model[0])
+        return sheet_id
 
-    def list_sheets(self) -> list[SheetInfo]:
-        """Every sheet, newest first."""
-        ids = [r[0] for r in self.db.execute("SELECT id FROM workbench_sheets ORDER BY rowid DESC")]
+    def _copy_run(self, run_id: str, sheet_id: str) -> None:
+        """The run's rows, cells and scores as a new run of the sheet (same generations)."""
+        new_id = uuid.uuid4().hex
+        self.db.execute(
+            "INSERT INTO runs (id, created_at, finished_at, status, fingerprint, dataset,"
+            " dataset_sha256, models, scorers, params, repeats, judge, summary)"
+            " SELECT ?, created_at, finished_at, status, 'copy:' || fingerprint, ?,"
+            " dataset_sha256, models, scorers, params, repeats, judge, summary"
+            " FROM runs WHERE id = ?",
+            (new_id, dataset_source(sheet_id), run_id),
+        )
+        self.db.execute(
+            "INSERT INTO run_rows (run_id, row_id, row_index, category, expected, messages, data)"
+            " SELECT ?, row_id, row_index, category, expected, messages, data FROM run_rows"
+            " WHERE run_id = ?",
+            (new_id, run_id),
+        )
+        for cell in self.db.execute("SELECT * FROM cells WHERE run_id = ?", (run_id,)).fetchall():
+            copied = self.db.execute(
+                "INSERT INTO cells (run_id, model, row_id, repeat, cache_key, row_sha256,"
+                " generation_key, cached, cost_usd, error, created_at)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (new_id, cell["model"], cell["row_id"], cell["repeat"], cell["cache_key"],
+                 cell["row_sha256"], cell["generation_key"], cell["cached"], cell["cost_usd"],
+                 cell["error"], cell["created_at"]),
+            ).lastrowid  # fmt: skip
+            self.db.execute(
+                "INSERT INTO scores (cell_id, scorer_key, scorer, value, label, explanation,"
+                " created_at) SELECT ?, scorer_key, scorer, value, label, explanation,"
+                " created_at FROM scores WHERE cell_id = ?",
+                (copied, cell["id"]),
+            )
+
+    def list_sheets(self, viewer: str | None = None) -> list[SheetInfo]:
+        """Every sheet (``viewer``'s own and shared ones only, when given), newest first."""
+        ids = [
+            r[0]
+            for r in self.db.execute(
+                "SELECT id, owner, shared_with FROM workbench_sheets ORDER BY rowid DESC"
+            )
+            if viewer is None or self._sees(r[1], r[2], viewer)
+        ]
         return [self.get_sheet(i) for i in ids]
 
     def get_sheet(self, sheet_id: str) -> SheetInfo:
@@ -181,7 +283,10 @@ class WorkbenchStore:
             prompt=settings.prompt, expected=settings.expected, category=settings.category
         )
         template = _jinja_template(settings.template, columns)
-        cols, rows, expected = build_rows(records, mapping, template, source=source)
+        # from the web a template is always inline text, never a file name
+        cols, rows, expected = build_rows(
+            records, mapping, template, source=source, template_files=False
+        )
         return Dataset(
             name=name or sheet_id,
             source=source,
