@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,7 @@ from llmpick.errors import (
     ContextLengthError,
     ModelNotFoundError,
     QueueFullError,
+    UnsupportedRequestError,
     UpstreamTimeoutError,
 )
 from llmpick.serve.classifier import CategoryClassifier
@@ -226,8 +227,9 @@ class Gateway:
         category: str | None,
         stream: bool,
         include_usage: bool = False,
+        options: dict[str, Any] | None = None,
     ) -> Prepared:
-        """Decide the route and build the generation request."""
+        """Decide the route and build the generation request (``options``: tools, formats)."""
         start_s = time.perf_counter()
         users = [m.content for m in messages if m.role == "user"]
         decision = self.decide(model, category, users[-1] if users else "")
@@ -242,7 +244,9 @@ class Gateway:
             start_s=start_s,
             principal=principal,
             decision=decision,
-            generation=GenerationRequest(messages=messages, params=params, stream=stream),
+            generation=GenerationRequest(
+                messages=messages, params=params, stream=stream, **(options or {})
+            ),
             prompt_text=prompt_text,
             prompt_tokens_estimate=counted if counted is not None else len(prompt_text) // 4,
             stream=stream,
@@ -261,7 +265,7 @@ class Gateway:
 
     async def open_answer(self, prepared: Prepared) -> Answer:
         """Start the answer on the first model of the route that gives a first chunk."""
-        models = [self.pool.get(n) for n in prepared.decision.models]
+        models = self._able([self.pool.get(n) for n in prepared.decision.models], prepared)
         healthy = [m for m in models if m.health().state != "failing"] or models
         last: Exception | None = None
         for model in healthy:
@@ -270,7 +274,7 @@ class Gateway:
                 first = await chunks.__anext__()
             except StopAsyncIteration:
                 first = Chunk(time_s=time.perf_counter(), final=True)
-            except (ContextLengthError, QueueFullError):
+            except (ContextLengthError, QueueFullError, UnsupportedRequestError):
                 raise
             except BackendError as exc:
                 self.metrics.upstream_errors.labels(model.name, type(exc).__name__).inc()
@@ -284,6 +288,25 @@ class Gateway:
             return Answer(model, first, chunks, fallback_from)
         assert last is not None
         raise last
+
+    @staticmethod
+    def _able(models: list[PooledModel], prepared: Prepared) -> list[PooledModel]:
+        """The route's models that can honour the request (tools, response_format), in order.
+
+        None can: the first one's :class:`UnsupportedRequestError` (a 400), never a
+        request with its tools silently dropped.
+        """
+        able, refusal = [], None
+        for model in models:
+            try:
+                model.backend.check_request(prepared.generation)
+            except UnsupportedRequestError as exc:
+                refusal = refusal or exc
+                continue
+            able.append(model)
+        if not able and refusal is not None:
+            raise refusal
+        return able
 
     async def on_tokens(self, prepared: Prepared, model: str, n: int) -> None:
         """Count streamed output against the key's TPM."""
