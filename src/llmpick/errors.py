@@ -16,6 +16,7 @@ The hierarchy::
     │   ├── AuthenticationError         the server refused the API key
     │   ├── RateLimitError              retries on 429 exhausted
     │   ├── ContextLengthError          the prompt does not fit the context window
+    │   ├── UnsupportedRequestError     the backend cannot do what was asked (tools, a schema)
     │   ├── UpstreamServerError         the server answered 408/409/5xx (worth retrying)
     │   ├── QueueFullError              a model's wait queue is full (gateway: 503)
     │   ├── ModelUnavailableError       no healthy instance/replica can answer (gateway: 503)
@@ -51,6 +52,7 @@ __all__ = [
     "RequestRejectedError",
     "ScorerError",
     "StoreError",
+    "UnsupportedRequestError",
     "UpstreamServerError",
     "UpstreamTimeoutError",
     "UsageError",
@@ -132,6 +134,19 @@ class RateLimitError(BackendError):
 
 class ContextLengthError(BackendError):
     """The prompt (plus requested output) is longer than the context window."""
+
+
+class UnsupportedRequestError(BackendError):
+    """The backend cannot honour part of a request (tools, a JSON schema keyword…).
+
+    Raised before anything is generated, so the gateway answers 400 (or routes to a
+    model that can) instead of silently dropping what was asked. ``param`` names
+    the request field at fault, as OpenAI's error object does.
+    """
+
+    def __init__(self, message: str, hint: str | None = None, *, param: str) -> None:
+        super().__init__(message, hint)
+        self.param = param
 
 
 class UpstreamServerError(BackendError):

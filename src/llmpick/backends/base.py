@@ -19,9 +19,17 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
-from llmpick.errors import BackendError
+from llmpick.backends.tools import (
+    ResponseFormat,
+    ToolCall,
+    ToolCallDelta,
+    ToolChoice,
+    ToolDef,
+    merge_tool_call_deltas,
+)
+from llmpick.errors import BackendError, UnsupportedRequestError
 
 __all__ = [
     "Backend",
@@ -41,12 +49,28 @@ __all__ = [
 
 
 class Message(BaseModel):
-    """One chat message."""
+    """One chat message: an assistant's may carry ``tool_calls``, a ``tool`` one a result.
+
+    Dumps leave out the tool fields when they are unset, so a plain message dumps
+    (and keys caches) as it always did.
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    role: Literal["system", "user", "assistant"]
-    content: str
+    role: Literal["system", "user", "assistant", "tool"]
+    content: str = ""
+    tool_calls: tuple[ToolCall, ...] | None = None
+    #: the call a ``tool`` message answers
+    tool_call_id: str | None = None
+    name: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        for field in ("tool_calls", "tool_call_id", "name"):
+            if data.get(field) is None:
+                data.pop(field, None)
+        return data
 
 
 class SamplingParams(BaseModel):
@@ -79,6 +103,24 @@ class GenerationRequest(BaseModel):
     #: not ask to stream): a remote backend may then ask its server for the answer
     #: in one piece, sparing the server's per-chunk work. Local backends ignore it.
     stream: bool = True
+    #: functions the model may call (OpenAI's ``tools``), and whether/which it must call
+    tools: list[ToolDef] | None = None
+    tool_choice: ToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    #: ``json_object`` / ``json_schema``: the answer is JSON (matching the schema)
+    response_format: ResponseFormat | None = None
+    #: extra variables for the chat template (Qwen3's ``enable_thinking``)
+    chat_template_kwargs: dict[str, Any] | None = None
+    #: gpt-oss style ``low`` / ``medium`` / ``high`` (passed to templates and upstreams)
+    reasoning_effort: Literal["low", "medium", "high"] | None = None
+
+    def wants_tools(self) -> bool:
+        """Tools were given and ``tool_choice`` is not ``none``."""
+        return bool(self.tools) and self.tool_choice != "none"
+
+    def wants_json(self) -> bool:
+        """``response_format`` asks for JSON."""
+        return self.response_format is not None and self.response_format.type != "text"
 
     @classmethod
     def from_prompt(
@@ -112,6 +154,9 @@ class Chunk(BaseModel):
     final: bool = False
     usage: Usage | None = None
     finish_reason: str | None = None
+    #: a piece of the model's reasoning (``<think>`` text), apart from the answer
+    reasoning: str = ""
+    tool_calls: list[ToolCallDelta] | None = None
 
 
 class ModelIdentity(BaseModel):
@@ -146,6 +191,18 @@ class Generation(BaseModel):
     finish_reason: str | None = None
     chunk_times_s: list[float] = Field(default_factory=list)
     chunk_tokens: list[int] = Field(default_factory=list)
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = Field(default_factory=list)
+
+    def raw_output(self) -> str:
+        """The answer as one text: reasoning in ``<think>``, calls in ``<tool_call>`` tags.
+
+        What the store keeps; :func:`llmpick.backends.tool_format.split_output`
+        reads it back. Equals ``output`` when there is neither.
+        """
+        from llmpick.backends.tool_format import join_output
+
+        return join_output(self.output, self.reasoning, self.tool_calls)
 
     @property
     def time_to_first_token_s(self) -> float | None:
@@ -223,6 +280,9 @@ class Backend(ABC):
     #: the backend needs the dataset row (reads outputs from it)
     needs_row: ClassVar[bool] = False
     Options: ClassVar[type[BackendOptions]] = BackendOptions
+    #: honours ``tools`` / ``response_format`` (see :meth:`check_request`)
+    supports_tools: ClassVar[bool] = False
+    supports_response_format: ClassVar[bool] = False
     #: options a long-running server (``serve``, and ``bench``, which measures what serve
     #: does) opens this backend with where the spec sets none; see PoolOptions.serving_defaults
     serving_options: ClassVar[dict[str, Any]] = {}
@@ -242,6 +302,26 @@ class Backend(ABC):
         inside a longer latency. Backends without such fallbacks need not override it.
         """
         return self.generate(request)
+
+    def check_request(self, request: GenerationRequest) -> None:
+        """Raise :class:`UnsupportedRequestError` for what this backend cannot honour.
+
+        Called before generating, so tools or a schema are never silently dropped.
+        """
+        if request.wants_tools() and not self.supports_tools:
+            raise UnsupportedRequestError(
+                f"the {self.name} backend of {self.model} cannot call tools",
+                "send the request to a model that can (llamacpp, or an openai upstream "
+                "that supports tools)",
+                param="tools",
+            )
+        if request.wants_json() and not self.supports_response_format:
+            raise UnsupportedRequestError(
+                f"the {self.name} backend of {self.model} cannot enforce response_format",
+                "send the request to a model that can (llamacpp, or an openai upstream "
+                "with structured output)",
+                param="response_format",
+            )
 
     @abstractmethod
     def describe(self) -> ModelIdentity:
@@ -303,9 +383,13 @@ async def collect_stream(stream: AsyncIterator[Chunk]) -> Generation:
     usage: Usage | None = None
     finish: str | None = None
     end = start
+    reasoning: list[str] = []
+    deltas: list[ToolCallDelta] = []
     async for chunk in stream:
         end = chunk.time_s
-        if chunk.tokens or chunk.text:
+        reasoning.append(chunk.reasoning)
+        deltas.extend(chunk.tool_calls or ())
+        if chunk.tokens or chunk.text or chunk.reasoning or chunk.tool_calls:
             parts.append(chunk.text)
             times.append(chunk.time_s)
             counts.append(chunk.tokens)
@@ -325,6 +409,8 @@ async def collect_stream(stream: AsyncIterator[Chunk]) -> Generation:
         finish_reason=finish,
         chunk_times_s=times,
         chunk_tokens=counts,
+        reasoning="".join(reasoning),
+        tool_calls=merge_tool_call_deltas(deltas),
     )
 
 

@@ -37,9 +37,18 @@ from llmpick.backends.base import (
     sha256_text,
 )
 from llmpick.backends.gguf_files import check_gguf, file_sha256, gguf_quantization, resolve_gguf
+from llmpick.backends.grammar import Grammar, grammar_sampler
 from llmpick.backends.llamacpp_batch import BatchScheduler, BatchSettings, ChunkMaker
 from llmpick.backends.llamacpp_defaults import default_parallel, default_threads, kv_bytes_per_slot
 from llmpick.backends.llamacpp_log import LOG_LOCK, install_log_capture, log_state
+from llmpick.backends.llamacpp_tools import (
+    Constraints,
+    check_constraints,
+    constraints_for,
+    split_chunks,
+    template_messages,
+    thinking_mode,
+)
 from llmpick.errors import BackendError, ContextLengthError, ModelFileError
 
 __all__ = [
@@ -111,6 +120,9 @@ class LlamaCppBackend(Backend):
     name = "llamacpp"
     is_local = True
     supports_seed = True
+    #: by grammar-constrained decoding (backends/grammar.py, docs/tools.md)
+    supports_tools = True
+    supports_response_format = True
     Options = LlamaCppOptions
     #: a server batches concurrent requests: automatic slots (docs/batching.md)
     serving_options: ClassVar[dict[str, Any]] = {"parallel": None}
@@ -230,7 +242,7 @@ class LlamaCppBackend(Backend):
         Returns the prompt text, the template's stop strings, and whether the
         template already added the BOS token.
         """
-        messages = [m.model_dump() for m in request.messages]
+        messages, kwargs = template_messages(request, self.chat_template)
         if self._formatter is None:
             # A base model without a template: plain transcript, then continue.
             parts = [m["content"] for m in messages if m["role"] == "system"]
@@ -238,7 +250,7 @@ class LlamaCppBackend(Backend):
                 if m["role"] == "user" or m["role"] == "assistant":
                     parts.append(m["content"])
             return "\n\n".join(parts) + "\n", [], False
-        result = self._formatter(messages=messages)
+        result = self._formatter(messages=messages, **kwargs)
         stops = result.stop if isinstance(result.stop, list) else [result.stop or ""]
         return result.prompt, [s for s in stops if s], bool(result.added_special)
 
@@ -248,10 +260,25 @@ class LlamaCppBackend(Backend):
 
     def prompt_tokens(self, request: GenerationRequest) -> list[int]:
         """The tokens the model reads for ``request`` (chat template applied)."""
+        return self._prepare(request)[0]
+
+    def _prepare(self, request: GenerationRequest) -> tuple[list[int], Constraints]:
         # The template's stop is the EOS token's text: already handled at token
         # level (special tokens are never detokenized into the output).
         prompt, _template_stops, added_special = self.render_prompt(request)
-        return self.tokenize(prompt, add_bos=not added_special)
+        kwargs = request.chat_template_kwargs or {}
+        constraints = constraints_for(request, thinking_mode(self.chat_template, prompt, kwargs))
+        if constraints.grammar is not None and self._scheduler is None:
+            import llama_cpp
+
+            # Llama.generate would add a null sampler for a grammar llama.cpp cannot parse
+            llama_cpp.llama_sampler_free(grammar_sampler(self._model.vocab, constraints.grammar))
+        return self.tokenize(prompt, add_bos=not added_special), constraints
+
+    def check_request(self, request: GenerationRequest) -> None:
+        """Tools and schemas are enforced by grammar; refuse what a grammar cannot enforce."""
+        super().check_request(request)
+        check_constraints(request)
 
     def count_tokens(self, text: str) -> int | None:
         """Tokens in ``text`` by the model's own tokenizer."""
@@ -300,12 +327,15 @@ class LlamaCppBackend(Backend):
         )
 
     def _generate_sync(
-        self, request: GenerationRequest, cancel: threading.Event
+        self,
+        request: GenerationRequest,
+        cancel: threading.Event,
+        tokens: list[int],
+        constraints: Constraints,
     ) -> Iterator[Chunk]:
         import llama_cpp
 
         params = request.params
-        tokens = self.prompt_tokens(request)
         n_ctx = self.context_length() or 0
         if len(tokens) >= n_ctx:
             raise ContextLengthError(
@@ -334,6 +364,7 @@ class LlamaCppBackend(Backend):
             temp=params.temperature,
             repeat_penalty=self.opts.repeat_penalty,
             logits_processor=logits_processor,
+            grammar=llama_grammar(constraints.grammar),
         )
         for token in generator:
             now = time.perf_counter()
@@ -368,7 +399,23 @@ class LlamaCppBackend(Backend):
         return bool(llama_cpp.llama_vocab_is_eog(self._model.vocab, token))
 
     async def generate(self, request: GenerationRequest) -> AsyncIterator[Chunk]:
-        """Stream one token per chunk (from the scheduler, or a worker thread)."""
+        """Stream one token per chunk; answer, reasoning and tool calls apart (llamacpp_tools)."""
+        self.check_request(request)
+        tokens, constraints = self._prepare(request)
+        stream = self._generate_tokens(request, tokens, constraints)
+        splitter = constraints.splitter()
+        if splitter is not None:
+            stream = split_chunks(stream, splitter)
+        try:
+            async for chunk in stream:
+                yield chunk
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+
+    async def _generate_tokens(
+        self, request: GenerationRequest, tokens: list[int], constraints: Constraints
+    ) -> AsyncIterator[Chunk]:
+        """One token per chunk (from the scheduler, or a worker thread)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()
         if self._scheduler is not None:
@@ -377,7 +424,7 @@ class LlamaCppBackend(Backend):
             def emit(item: Any) -> None:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE if item is None else item)
 
-            seq = scheduler.submit(self.prompt_tokens(request), request.params, emit)
+            seq = scheduler.submit(tokens, request.params, emit, constraints.grammar)
             try:
                 async for chunk in _drain(queue):
                     yield chunk
@@ -388,7 +435,7 @@ class LlamaCppBackend(Backend):
 
         def work() -> None:
             try:
-                for chunk in self._generate_sync(request, cancel):
+                for chunk in self._generate_sync(request, cancel, tokens, constraints):
                     loop.call_soon_threadsafe(queue.put_nowait, chunk)
             except BaseException as exc:
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
@@ -435,6 +482,15 @@ class LlamaCppBackend(Backend):
         with contextlib.suppress(Exception):
             if self.llm is not None:
                 self.llm.close()
+
+
+def llama_grammar(grammar: Grammar | None) -> Any:
+    """llama-cpp-python's grammar object for ``Llama.generate`` (None: unconstrained)."""
+    if grammar is None:
+        return None
+    from llama_cpp import LlamaGrammar
+
+    return LlamaGrammar.from_string(grammar.text, verbose=False)
 
 
 async def _drain(queue: asyncio.Queue[Any]) -> AsyncIterator[Chunk]:

@@ -46,6 +46,7 @@ import llama_cpp
 from llama_cpp import _internals as internals
 
 from llmpick.backends.base import Chunk, SamplingParams, Usage
+from llmpick.backends.grammar import Grammar, grammar_sampler
 from llmpick.errors import BackendError, ContextLengthError
 
 __all__ = ["BatchScheduler", "BatchSettings", "ChunkMaker", "common_prefix", "sampler_chain"]
@@ -132,6 +133,7 @@ def sampler_chain(
     settings: BatchSettings,
     seed: int,
     banned: list[int],
+    grammar: tuple[Any, Grammar] | None = None,
 ) -> internals.LlamaSampler:
     """The sampler chain llama-cpp-python's ``Llama`` builds, for one sequence.
 
@@ -139,11 +141,15 @@ def sampler_chain(
     0, else top-k, typical 1.0, top-p, min-p, temperature, seeded draw), so a
     seeded request samples the same way batched or not. ``banned`` tokens (the
     end-of-generation ones under ``ignore_eos``) get a logit bias of -inf.
+    ``grammar`` (the model's vocab and a grammar) constrains the draw, after the
+    penalties as in ``Llama``: one grammar sampler per sequence, its own parse state.
     """
     chain = internals.LlamaSampler()
     if banned:
         chain.add_logit_bias(n_vocab, {t: float("-inf") for t in banned})
     chain.add_penalties(n_vocab, _PENALTY_LAST_N, settings.repeat_penalty, 0.0, 0.0)
+    if grammar is not None:
+        llama_cpp.llama_sampler_chain_add(chain.sampler, grammar_sampler(*grammar))
     if params.temperature == 0.0:
         chain.add_greedy()
     else:
@@ -249,7 +255,13 @@ class BatchScheduler:
 
     # ------------------------------------------------------------ callers' side
 
-    def submit(self, prompt: list[int], params: SamplingParams, emit: Emit) -> _Sequence:
+    def submit(
+        self,
+        prompt: list[int],
+        params: SamplingParams,
+        emit: Emit,
+        grammar: Grammar | None = None,
+    ) -> _Sequence:
         """Queue a request; its chunks (then None) go to ``emit`` from the scheduler thread.
 
         Raises :class:`ContextLengthError` at once when the prompt does not fit
@@ -264,12 +276,14 @@ class BatchScheduler:
             )
         seed = params.seed if params.seed is not None else time.time_ns() % 2**31
         banned = self._eog_tokens() if params.ignore_eos else []
+        constrained = (self.model.vocab, grammar) if grammar is not None else None
+        n_vocab = self.model.n_vocab()
         seq = _Sequence(
             prompt=list(prompt),
             params=params,
             max_tokens=min(params.max_tokens, n_ctx - len(prompt)),
             emit=emit,
-            sampler=sampler_chain(self.model.n_vocab(), params, self.settings, seed, banned),
+            sampler=sampler_chain(n_vocab, params, self.settings, seed, banned, constrained),
             maker=ChunkMaker(params.stop),
         )
         with self._lock:

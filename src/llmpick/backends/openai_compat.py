@@ -34,6 +34,7 @@ from llmpick.backends.base import (
     Usage,
 )
 from llmpick.backends.openai_http import UpstreamFailure, UpstreamHTTP, retry_after_s, sse_documents
+from llmpick.backends.tools import ToolCallDelta
 from llmpick.errors import (
     AuthenticationError,
     BackendError,
@@ -42,6 +43,7 @@ from llmpick.errors import (
     EndpointUnreachableError,
     ModelNotFoundError,
     RateLimitError,
+    UnsupportedRequestError,
     UpstreamServerError,
     UpstreamTimeoutError,
 )
@@ -64,6 +66,11 @@ class OpenAIOptions(BackendOptions):
     )
     include_usage: bool = Field(True, description="ask for usage in the stream")
     extra_body: dict[str, Any] = Field(default_factory=dict, description="sent as-is")
+    structured_output: bool = Field(
+        True,
+        description="the server honours tools and response_format (passed through unchanged); "
+        "false: requests with them are refused with a 400 instead of sent",
+    )
     unstreamed_retry: bool = Field(
         True,
         description="when a stream closes empty, ask once more without streaming to learn "
@@ -77,6 +84,9 @@ class OpenAIBackend(Backend):
     name = "openai"
     is_local = False
     supports_seed = True
+    #: passed through to the server, unless its options say it cannot (structured_output)
+    supports_tools = True
+    supports_response_format = True
     Options = OpenAIOptions
 
     def __init__(self, model: str, options: BackendOptions | None = None) -> None:
@@ -94,6 +104,22 @@ class OpenAIBackend(Backend):
         else:
             key = "no-key"
         self._http = UpstreamHTTP(opts.base_url, key, opts.timeout_s, opts.connect_timeout_s)
+
+    def check_request(self, request: GenerationRequest) -> None:
+        """Refuse tools and response_format for a server declared without them."""
+        if self.opts.structured_output:
+            return
+        for wanted, param in (
+            (request.wants_tools(), "tools"),
+            (request.wants_json(), "response_format"),
+        ):
+            if wanted:
+                raise UnsupportedRequestError(
+                    f"{self.model} at {self.opts.base_url} is declared without {param} support "
+                    "(structured_output: false)",
+                    "send the request to a model that supports it, or drop " + param,
+                    param=param,
+                )
 
     def describe(self) -> ModelIdentity:
         """Backend, served model name and base URL."""
@@ -206,7 +232,10 @@ class OpenAIBackend(Backend):
             kwargs["stop"] = list(params.stop)
         if self.opts.include_usage:
             kwargs["stream_options"] = {"include_usage": True}
+        kwargs.update(_structured_kwargs(request))
         kwargs.update(self.opts.extra_body)
+        if request.chat_template_kwargs:
+            kwargs["chat_template_kwargs"] = request.chat_template_kwargs
         if params.ignore_eos:
             kwargs["ignore_eos"] = True
         if not request.stream:
@@ -225,10 +254,10 @@ class OpenAIBackend(Backend):
                     usage = _reported_usage(event.get("usage")) or usage
                     for choice in event.get("choices") or ():
                         finish = choice.get("finish_reason") or finish
-                        text = (choice.get("delta") or {}).get("content")
-                        if text:
+                        piece = _delta_chunk(choice.get("delta") or {}, now)
+                        if piece is not None:
                             n_chunks += 1
-                            yield Chunk(text=text, time_s=now, tokens=1)
+                            yield piece
         except UpstreamFailure as exc:
             raise self._translate(exc, mid_stream=opened) from exc
         if finish is None and n_chunks == 0 and not unstreamed_retry:
@@ -268,14 +297,61 @@ class OpenAIBackend(Backend):
                 f"{self.model} at {self.opts.base_url} returned an empty response",
                 "check the server's log",
             )
-        text = (choice.get("message") or {}).get("content") or ""
+        message = choice.get("message") or {}
         usage = _reported_usage(doc.get("usage")) or Usage(completion_tokens=0, source="none")
-        yield Chunk(text=text, time_s=now, tokens=usage.completion_tokens)
+        calls = [{**c, "index": i} for i, c in enumerate(message.get("tool_calls") or ())]
+        whole = _delta_chunk({**message, "tool_calls": calls}, now)
+        yield (whole or Chunk(time_s=now)).model_copy(update={"tokens": usage.completion_tokens})
         yield Chunk(time_s=now, final=True, usage=usage, finish_reason=finish)
 
     async def aclose(self) -> None:
         """Close the HTTP client."""
         await self._http.aclose()
+
+
+def _structured_kwargs(request: GenerationRequest) -> dict[str, Any]:
+    """Tools, tool choice, response format and reasoning effort, as the server takes them."""
+    kwargs: dict[str, Any] = {}
+    if request.tools:
+        kwargs["tools"] = [t.model_dump(exclude_none=True) for t in request.tools]
+    choice = request.tool_choice
+    if choice is not None:
+        kwargs["tool_choice"] = choice if isinstance(choice, str) else choice.model_dump()
+    if request.parallel_tool_calls is not None:
+        kwargs["parallel_tool_calls"] = request.parallel_tool_calls
+    if request.response_format is not None:
+        kwargs["response_format"] = request.response_format.model_dump(
+            by_alias=True, exclude_none=True
+        )
+    if request.reasoning_effort is not None:
+        kwargs["reasoning_effort"] = request.reasoning_effort
+    return kwargs
+
+
+def _delta_chunk(delta: dict[str, Any], now: float) -> Chunk | None:
+    """One streamed ``delta`` (or a whole ``message``) as a chunk; None when it is empty.
+
+    Tool-call deltas keep the server's ids, names and argument pieces unchanged;
+    reasoning is ``reasoning_content`` (vLLM, llama.cpp) or ``reasoning``.
+    """
+    text = delta.get("content") or ""
+    reasoning = delta.get("reasoning_content") or delta.get("reasoning") or ""
+    calls = []
+    for i, call in enumerate(delta.get("tool_calls") or ()):
+        function = call.get("function") or {}
+        calls.append(
+            ToolCallDelta.model_validate(
+                {
+                    "index": call.get("index", i),
+                    "id": call.get("id"),
+                    "type": call.get("type"),
+                    "function": {k: function.get(k) for k in ("name", "arguments")},
+                }
+            )
+        )
+    if not (text or reasoning or calls):
+        return None
+    return Chunk(text=text, reasoning=reasoning, tool_calls=calls or None, time_s=now, tokens=1)
 
 
 def _reported_usage(got: dict[str, Any] | None) -> Usage | None:

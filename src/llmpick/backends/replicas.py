@@ -91,6 +91,10 @@ class ReplicaSet(Backend):
         self._clock = clock
         self._turn = itertools.count()
 
+    def check_request(self, request: GenerationRequest) -> None:
+        """What the replicas can honour (the same server, so the first one's answer)."""
+        self._replicas[0].backend.check_request(request)
+
     def describe(self) -> ModelIdentity:
         """The first replica's identity with every base URL (same weights on each)."""
         first = self._replicas[0].backend.describe()

@@ -21,7 +21,7 @@ import anyio
 from fastapi import APIRouter, FastAPI, Header, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from llmpick.backends.base import Message, SamplingParams
+from llmpick.backends.base import Chunk, Message, SamplingParams
 from llmpick.errors import RequestRejectedError
 from llmpick.hostcheck import HostPolicy
 from llmpick.serve.disconnect import ClientGone, unless_disconnected
@@ -33,7 +33,6 @@ from llmpick.serve.schemas import (
     ChatChoice,
     ChatCompletion,
     ChatCompletionRequest,
-    ChatMessageOut,
     CompletionChoice,
     CompletionRequest,
     CompletionResponse,
@@ -44,6 +43,7 @@ from llmpick.serve.schemas import (
     apply_rules,
 )
 from llmpick.serve.security import KeyPrincipal, install
+from llmpick.serve.tools import Collected, chat_delta, generation_options, message_out, to_message
 from llmpick.ui import Workbench, mount_workbench
 
 __all__ = ["create_app"]
@@ -80,6 +80,7 @@ class _Collected:
         self.prompt_tokens: int | None = None
         self.completion_tokens: int | None = None
         self.finish_reason: str | None = None
+        self.extra = Collected()  # reasoning and tool calls (serve/tools.py)
 
     def text(self) -> str:
         return "".join(self.parts)
@@ -115,20 +116,21 @@ def _usage(prepared: Prepared, got: _Collected) -> UsageOut:
 
 async def _texts(
     gateway: Gateway, prepared: Prepared, answer: Answer, got: _Collected, deadline: float | None
-) -> AsyncIterator[str]:
-    """The answer's text pieces (first chunk included), recorded in ``got``.
+) -> AsyncIterator[Chunk]:
+    """The answer's chunks with output (first chunk included), recorded in ``got``.
 
     The time limit applies to each wait for the next chunk, never across a
     ``yield`` (the caller may be sending bytes then).
     """
     chunk = answer.first
     while True:
-        if chunk.text or chunk.tokens:
+        if chunk.text or chunk.tokens or chunk.reasoning or chunk.tool_calls:
             got.first_s = got.first_s or chunk.time_s
             got.parts.append(chunk.text)
+            got.extra.add(chunk)
             got.tokens += chunk.tokens
             await gateway.on_tokens(prepared, answer.model.name, chunk.tokens)
-            yield chunk.text
+            yield chunk
         if chunk.final:
             if chunk.usage is not None:
                 got.prompt_tokens = chunk.usage.prompt_tokens
@@ -249,7 +251,7 @@ def _document(
         return ChatCompletion(
             id=prepared.request_id,
             model=answer.model.name,
-            choices=[ChatChoice(message=ChatMessageOut(content=got.text()), finish_reason=finish)],
+            choices=[ChatChoice(message=message_out(got.text(), got.extra), finish_reason=finish)],
             usage=usage,
         ).model_dump(mode="json")
     return CompletionResponse(
@@ -268,11 +270,17 @@ def _event(doc: dict[str, Any]) -> bytes:
 
 
 def _chunk(
-    prepared: Prepared, model: str, kind: Kind, text: str | None, finish: str | None
+    prepared: Prepared,
+    model: str,
+    kind: Kind,
+    text: str | None,
+    finish: str | None,
+    delta: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     base = {"id": prepared.request_id, "created": int(prepared.started_at), "model": model}
     if kind == "chat":
-        delta: dict[str, str] = {} if text is None else {"content": text}
+        if delta is None:
+            delta = {} if text is None else {"content": text}
         if text == "" and finish is None:
             delta = {"role": "assistant", "content": ""}
         choice = {"index": 0, "delta": delta, "finish_reason": finish, "logprobs": None}
@@ -295,8 +303,11 @@ async def _sse(
     try:
         if kind == "chat":
             yield _event(_chunk(prepared, name, kind, "", None))
-        async for text in _texts(gateway, prepared, answer, got, deadline):
-            yield _event(_chunk(prepared, name, kind, text, None))
+        async for chunk in _texts(gateway, prepared, answer, got, deadline):
+            if kind == "completions":
+                yield _event(_chunk(prepared, name, kind, chunk.text, None))
+            elif (delta := chat_delta(chunk)) is not None:
+                yield _event(_chunk(prepared, name, kind, None, None, delta))
         yield _event(_chunk(prepared, name, kind, None, got.finish_reason or "stop"))
     except Exception as exc:
         error = _timeout_error(gateway) if isinstance(exc, TimeoutError) else exc
@@ -339,10 +350,7 @@ def _openai_router() -> APIRouter:
         if gateway.policy is not None:
             gateway.policy.rules.check_messages([m.model_dump() for m in body.messages])
             gateway.policy.rules.check_stop(body.stop)
-        messages = [
-            Message(role="system" if m.role == "developer" else m.role, content=m.text())
-            for m in body.messages
-        ]
+        messages = [to_message(m) for m in body.messages]
         prepared = gateway.prepare(
             endpoint="chat",
             model=body.model,
@@ -352,6 +360,7 @@ def _openai_router() -> APIRouter:
             category=x_llmpick_category or (body.metadata or {}).get("category"),
             stream=body.stream,
             include_usage=bool(body.stream_options and body.stream_options.include_usage),
+            options=generation_options(body),
         )
         request.state.llmpick_prepared = prepared
         return await _run(gateway, prepared, "chat", request)

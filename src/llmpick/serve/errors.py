@@ -8,6 +8,7 @@ error                                  status  ``type``
 RequestRejectedError (policy, rules)   its own  (see ``security.error_body``)
 request body that fails validation     400     invalid_request_error
 ContextLengthError                     400     invalid_request_error
+UnsupportedRequestError                400     invalid_request_error
 ModelNotFoundError                     404     not_found_error
 RateLimitError (upstream 429s)         429     rate_limit_error
 QueueFullError / ModelUnavailableError 503     overloaded_error
@@ -36,6 +37,7 @@ from llmpick.errors import (
     QueueFullError,
     RateLimitError,
     RequestRejectedError,
+    UnsupportedRequestError,
     UpstreamTimeoutError,
 )
 from llmpick.serve.schemas import ErrorBody, ErrorResponse
@@ -47,6 +49,7 @@ log = logging.getLogger("llmpick.serve")
 
 _BY_TYPE: list[tuple[type[LlmpickError], int, str, str]] = [
     (ContextLengthError, 400, "invalid_request_error", "context_length_exceeded"),
+    (UnsupportedRequestError, 400, "invalid_request_error", "unsupported_parameter"),
     (ModelNotFoundError, 404, "not_found_error", "model_not_found"),
     (RateLimitError, 429, "rate_limit_error", "upstream_rate_limited"),
     (QueueFullError, 503, "overloaded_error", "queue_full"),
@@ -74,8 +77,9 @@ def error_payload(exc: BaseException) -> dict[str, object]:
         if isinstance(exc, cls):
             assert isinstance(exc, LlmpickError)
             message = exc.one_line()
+            param = getattr(exc, "param", None)
             return ErrorResponse(
-                error=ErrorBody(message=message, type=kind, code=code)
+                error=ErrorBody(message=message, type=kind, code=code, param=param)
             ).model_dump()
     return ErrorResponse(
         error=ErrorBody(

@@ -14,7 +14,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +26,7 @@ from llmpick.errors import (
     ContextLengthError,
     ModelNotFoundError,
     QueueFullError,
+    UnsupportedRequestError,
     UpstreamTimeoutError,
 )
 from llmpick.serve.classifier import CategoryClassifier
@@ -231,8 +232,9 @@ class Gateway:
         category: str | None,
         stream: bool,
         include_usage: bool = False,
+        options: dict[str, Any] | None = None,
     ) -> Prepared:
-        """Decide the route and build the generation request."""
+        """Decide the route and build the generation request (``options``: tools, formats)."""
         start_s = time.perf_counter()
         users = [m.content for m in messages if m.role == "user"]
         decision = self.decide(model, category, users[-1] if users else "")
@@ -248,7 +250,9 @@ class Gateway:
             start_s=start_s,
             principal=principal,
             decision=decision,
-            generation=GenerationRequest(messages=messages, params=params, stream=stream),
+            generation=GenerationRequest(
+                messages=messages, params=params, stream=stream, **(options or {})
+            ),
             prompt_text=prompt_text,
             prompt_tokens_estimate=estimate,
             stream=stream,
@@ -268,7 +272,7 @@ class Gateway:
 
     async def open_answer(self, prepared: Prepared) -> Answer:
         """Start the answer on the first model of the route that gives a first chunk."""
-        models = [self.pool.get(n) for n in prepared.decision.models]
+        models = self._able([self.pool.get(n) for n in prepared.decision.models], prepared)
         healthy = [m for m in models if m.health().state != "failing"] or models
         last: Exception | None = None
         for model in healthy:
@@ -277,7 +281,7 @@ class Gateway:
                 first = await chunks.__anext__()
             except StopAsyncIteration:
                 first = Chunk(time_s=time.perf_counter(), final=True)
-            except ContextLengthError:
+            except (ContextLengthError, UnsupportedRequestError):
                 raise
             except QueueFullError as exc:  # overloaded: the route's next model may have room
                 last = exc
@@ -294,6 +298,25 @@ class Gateway:
             return Answer(model, first, chunks, fallback_from)
         assert last is not None
         raise last
+
+    @staticmethod
+    def _able(models: list[PooledModel], prepared: Prepared) -> list[PooledModel]:
+        """The route's models that can honour the request (tools, response_format), in order.
+
+        None can: the first one's :class:`UnsupportedRequestError` (a 400), never a
+        request with its tools silently dropped.
+        """
+        able, refusal = [], None
+        for model in models:
+            try:
+                model.backend.check_request(prepared.generation)
+            except UnsupportedRequestError as exc:
+                refusal = refusal or exc
+                continue
+            able.append(model)
+        if not able and refusal is not None:
+            raise refusal
+        return able
 
     async def on_tokens(self, prepared: Prepared, model: str, n: int) -> None:
         """Count streamed output against the key's TPM."""

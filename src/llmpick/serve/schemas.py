@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from llmpick.backends.tools import ResponseFormat, ToolCall, ToolChoice, ToolDef
+
 if TYPE_CHECKING:
     from llmpick.serve.rules import RequestRules
 
@@ -55,14 +57,22 @@ class TextPart(_Body):
 
 
 class ChatMessageIn(_Body):
-    """A chat message as clients send it."""
+    """A chat message as clients send it.
 
-    role: Literal["system", "developer", "user", "assistant"]
-    content: Text | list[TextPart]
+    An assistant message may carry the ``tool_calls`` it made (``content`` null);
+    a ``tool`` message answers the call ``tool_call_id`` names.
+    """
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: Text | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         """The message's text, parts joined."""
+        if self.content is None:
+            return ""
         if isinstance(self.content, str):
             return self.content
         return "".join(part.text for part in self.content)
@@ -106,6 +116,22 @@ class ChatCompletionRequest(_Sampling):
 
     messages: list[ChatMessageIn] = Field(min_length=1)
     max_completion_tokens: int | None = Field(None, ge=1)
+    tools: list[ToolDef] | None = Field(
+        None, description="functions the model may call (docs/tools.md: how local models obey)"
+    )
+    tool_choice: ToolChoice | None = Field(
+        None, description="auto (default with tools), none, required, or a named function"
+    )
+    parallel_tool_calls: bool | None = Field(
+        None, description="local models make several calls in one answer only when true"
+    )
+    response_format: ResponseFormat | None = Field(
+        None, description="json_object, or json_schema (enforced by grammar on local models)"
+    )
+    chat_template_kwargs: dict[str, Any] | None = Field(
+        None, description="extra chat-template variables, e.g. {'enable_thinking': false}"
+    )
+    reasoning_effort: Literal["low", "medium", "high"] | None = None
 
     def output_limit(self) -> int | None:
         """``max_completion_tokens`` (the newer name) or ``max_tokens``."""
@@ -131,10 +157,13 @@ class UsageOut(BaseModel):
 
 
 class ChatMessageOut(BaseModel):
-    """The assistant's answer."""
+    """The assistant's answer: text and/or tool calls, and its reasoning apart."""
 
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    tool_calls: list[ToolCall] | None = None
+    #: the ``<think>`` part of a reasoning model's output (as vLLM and llama.cpp's server name it)
+    reasoning_content: str | None = None
 
 
 class ChatChoice(BaseModel):
