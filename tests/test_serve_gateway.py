@@ -152,6 +152,14 @@ def test_errors_are_openai_shaped(gateway: str) -> None:
     huge = httpx.post(url, content=b'{"model": "local", "x": "' + b"a" * 2_000_000 + b'"}')
     assert huge.status_code == 413
     _error(huge)
+    # a lone UTF-16 surrogate cannot be tokenized or logged: refused while parsing (was a 500)
+    lone = b'{"model": "local", "messages": [{"role": "user", "content": "\\ud83b x"}]}'
+    surrogate = httpx.post(url, content=lone, headers={"content-type": "application/json"})
+    assert surrogate.status_code == 400 and "surrogate" in str(_error(surrogate)["message"])
+    cut = httpx.post(
+        url, content=b'{"model": "local",', headers={"content-type": "application/json"}
+    )
+    assert cut.status_code == 400 and "not valid JSON" in str(_error(cut)["message"])
 
 
 def test_queue_full_is_503(gateway: str) -> None:

@@ -68,12 +68,15 @@ PROMPTS = [
 ANSWER = {
     "type": "object",
     "properties": {
-        "name": {"type": "string"},
+        "name": {"type": "string", "maxLength": 24},
         "age": {"type": "integer", "minimum": 0, "maximum": 150},
-        "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+        "tags": {"type": "array", "items": {"type": "string", "maxLength": 16}, "maxItems": 3},
         "address": {
             "type": "object",
-            "properties": {"street": {"type": "string"}, "zip": {"type": "string"}},
+            "properties": {
+                "street": {"type": "string", "maxLength": 24},
+                "zip": {"type": "string", "maxLength": 10},
+            },
             "required": ["street"],
             "additionalProperties": False,
         },
@@ -211,16 +214,20 @@ def test_json_schema_answers_always_validate(client: openai.OpenAI) -> None:
     for seed in range(10):
         done = client.chat.completions.create(
             model="local", messages=[{"role": "user", "content": f"Invent person number {seed}."}],
-            response_format=fmt, seed=seed, temperature=1.0, max_tokens=160,
+            response_format=fmt, seed=seed, temperature=1.0, max_tokens=400,
         )  # fmt: skip
         assert done.choices[0].finish_reason == "stop"
         jsonschema.validate(json.loads(done.choices[0].message.content or ""), ANSWER)
-    text = ""
+    text, finish = "", None
+    ask = 'Answer in JSON: {"animal": "cat", "legs": 4}'  # short enough to finish greedily
     for event in client.chat.completions.create(
-        model="local", messages=[{"role": "user", "content": "A JSON object about cats."}],
-        response_format={"type": "json_object"}, max_tokens=96, stream=True,
+        model="local", messages=[{"role": "user", "content": ask}],
+        response_format={"type": "json_object"}, max_tokens=400, stream=True,
+        temperature=0.0, seed=0,
     ):  # fmt: skip
         text += "".join(c.delta.content or "" for c in event.choices)
+        finish = next((c.finish_reason for c in event.choices if c.finish_reason), None) or finish
+    assert finish == "stop", text  # a cut answer is a prefix; a finished one parses
     assert isinstance(json.loads(text), dict)
 
 
@@ -238,6 +245,13 @@ def test_refusals_are_openai_shaped_400s(client: openai.OpenAI) -> None:
             response_format={"type": "json_schema",
                              "json_schema": {"name": "x", "schema": strict_bounds, "strict": True}},
         )  # fmt: skip
+    broken = [{"type": "function", "function": {"name": "f", "parameters": {"type": "nope"}}}]
+    with pytest.raises(openai.BadRequestError, match="not valid JSON Schema"):  # was a 500
+        client.chat.completions.create(
+            model="local",
+            messages=[{"role": "user", "content": "hi"}],
+            tools=broken,  # type: ignore[arg-type]
+        )
     with pytest.raises(openai.BadRequestError, match="tool_choice"):
         client.chat.completions.create(
             model="local", messages=[{"role": "user", "content": "hi"}], tools=TOOLS,

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import llama_cpp
+from jsonschema.exceptions import SchemaError
+from jsonschema.validators import validator_for
 from llama_cpp import llama_grammar
 
 from llmpick.backends.tool_format import CALL_CLOSE, CALL_OPEN
@@ -152,8 +154,25 @@ def unenforced_keywords(schema: Any, path: str = "$") -> list[str]:
 
 
 def _visit(converter: _Converter, schema: dict[str, Any], name: str) -> str:
-    resolved = converter.resolve_refs(_integer_ranges(copy.deepcopy(schema)), name)
-    rule: str = converter.visit(resolved, name)
+    """The grammar rule of ``schema``; a schema that is not JSON Schema is the caller's 400."""
+    param = "tools" if name.startswith("fn") else "response_format"
+    try:
+        validator_for(schema).check_schema(schema)
+        resolved = converter.resolve_refs(_integer_ranges(copy.deepcopy(schema)), name)
+        rule: str = converter.visit(resolved, name)
+    except SchemaError as exc:
+        raise UnsupportedRequestError(
+            f"{param}: the schema is not valid JSON Schema: {exc.message}",
+            "fix the schema",
+            param=param,
+        ) from exc
+    except (AssertionError, KeyError, ValueError, TypeError, RecursionError) as exc:
+        # llama-cpp-python's translator asserts on schemas it does not know
+        raise UnsupportedRequestError(
+            f"{param}: no grammar could be built from this schema ({exc!s:.200})",
+            "simplify the schema (see docs/tools.md for what is supported)",
+            param=param,
+        ) from exc
     return rule
 
 

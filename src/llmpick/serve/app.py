@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse, Response, StreamingResponse
 from llmpick.backends.base import Chunk, Message, SamplingParams
 from llmpick.errors import RequestRejectedError
 from llmpick.hostcheck import HostPolicy
+from llmpick.jsonbody import OrjsonRoute
 from llmpick.serve.disconnect import ClientGone, unless_disconnected
 from llmpick.serve.errors import error_payload, install_error_handlers, status_of
 from llmpick.serve.gateway import Answer, Gateway, Prepared
@@ -334,7 +335,7 @@ async def _sse(
 
 
 def _openai_router() -> APIRouter:
-    router = APIRouter(prefix="/v1", responses=_ERRORS)
+    router = APIRouter(route_class=OrjsonRoute, prefix="/v1", responses=_ERRORS)
 
     @router.post(
         "/chat/completions", response_model=ChatCompletion, responses=_STREAMED, tags=["openai"]
@@ -405,7 +406,7 @@ def _openai_router() -> APIRouter:
 
 
 def _ops_router() -> APIRouter:
-    router = APIRouter(tags=["operations"])
+    router = APIRouter(route_class=OrjsonRoute, tags=["operations"])
 
     @router.get("/health")
     async def health() -> dict[str, str]:

@@ -107,6 +107,9 @@ def _validation_message(exc: RequestValidationError) -> tuple[str, str | None]:
     what = first.get("msg", "invalid request body")
     if first.get("type") == "extra_forbidden":
         what = "this field is not accepted by the gateway; remove it"
+    if first.get("type") == "json_invalid":  # loc is a byte offset, not a field
+        reason = (first.get("ctx") or {}).get("error", "")
+        return f"the body is not valid JSON at byte {loc[-1] if loc else 0}: {reason}", None
     return (f"{param}: {what}" if param else what), param
 
 

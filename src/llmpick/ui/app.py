@@ -38,6 +38,7 @@ from llmpick.evaluate.results import (
     summarize,
 )
 from llmpick.hostcheck import HostCheck, HostPolicy
+from llmpick.jsonbody import OrjsonRoute
 from llmpick.store import DEFAULT_DB, Store, open_store
 from llmpick.ui.capabilities import Admission, ModelCapabilities
 from llmpick.ui.export import add_export_routes
@@ -258,7 +259,9 @@ def workbench_router(workbench: Workbench) -> APIRouter:
     """All of the workbench's routes, for ``app.include_router(router, prefix=...)``."""
     w = workbench
     csrf = [Depends(require_csrf)]
-    router = APIRouter(dependencies=[Depends(_login(w)), Depends(_visible(w))])
+    router = APIRouter(
+        route_class=OrjsonRoute, dependencies=[Depends(_login(w)), Depends(_visible(w))]
+    )
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index(request: Request) -> HTMLResponse:
@@ -508,7 +511,9 @@ def login_router(workbench: Workbench) -> APIRouter:
     A key typed in the login page becomes an HttpOnly, SameSite=Strict cookie.
     """
     w = workbench
-    router = APIRouter()
+    router = APIRouter(
+        route_class=OrjsonRoute,
+    )
 
     @router.get("/static/{name}", include_in_schema=False)
     async def static(name: str) -> Response:
