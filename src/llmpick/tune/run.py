@@ -157,7 +157,7 @@ def _trained(
     if ref.backend == "llamacpp" or ref.model.endswith(".gguf"):
         import peft
 
-        state = peft.get_peft_model_state_dict(peft_model)
+        state = peft.get_peft_model_state_dict(peft_model, save_embedding_layers=False)
         why = write_gguf_lora(
             out / "adapter.gguf", state, Path(ref.model), base.model.config, options.lora.alpha
         )
@@ -188,7 +188,7 @@ def _save_adapter(model: Any, target: Path) -> None:
     """Save with peft's save_pretrained into a temporary folder, then swapped in."""
     tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
+    model.save_pretrained(str(tmp), save_embedding_layers=False)
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():

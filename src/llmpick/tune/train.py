@@ -467,7 +467,9 @@ class Checkpoints:
         tmp.mkdir(parents=True)
         weights = {
             k: v.detach().cpu().contiguous()
-            for k, v in self.peft.get_peft_model_state_dict(model).items()
+            for k, v in self.peft.get_peft_model_state_dict(
+                model, save_embedding_layers=False
+            ).items()
         }
         save_file(weights, tmp / "adapter.safetensors")
         extra = {
