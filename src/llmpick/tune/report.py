@@ -132,4 +132,5 @@ def tune_json(report: TuneReport) -> dict[str, Any]:
             sentence=proof.sentence,
             warning=proof.warning,
         )
-    return {**head, **report.model_dump(mode="json", exclude={"schema_version", "model", "spec"})}
+    rest = report.model_dump(mode="json", exclude={"schema_version", "model", "spec", "base"})
+    return {**head, "base_model": report.base.model_dump(mode="json"), **rest}
