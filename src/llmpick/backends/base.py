@@ -174,10 +174,18 @@ class ModelIdentity(BaseModel):
     #: CPU threads a local runtime decodes with (shown, not part of the cache key: the
     #: weights and the prompt decide an output, the thread count only its speed)
     n_threads: int | None = None
+    #: SHA-256 of a LoRA adapter applied on top (``llmpick tune``) and its scale
+    adapter_sha256: str | None = None
+    adapter_scale: float | None = None
 
     def key(self) -> str:
-        """A stable hash identifying these weights behind this backend (and URL)."""
-        return sha256_text(self.model_dump_json(exclude={"n_threads"}))
+        """A stable hash identifying these weights behind this backend (and URL).
+
+        Unset adapter fields are left out, so identities without an adapter keep
+        the keys (and cache entries) they had before adapters existed.
+        """
+        unset = {f for f in ("adapter_sha256", "adapter_scale") if getattr(self, f) is None}
+        return sha256_text(self.model_dump_json(exclude={"n_threads", *unset}))
 
 
 class Generation(BaseModel):

@@ -30,6 +30,7 @@ from llmpick.backends.base import (
     Usage,
     sha256_text,
 )
+from llmpick.backends.gguf_files import file_sha256
 from llmpick.errors import (
     BackendError,
     ConfigError,
@@ -53,6 +54,24 @@ class HFOptions(BackendOptions):
     revision: str | None = None
     trust_remote_code: bool = False
     cache_dir: str | None = None
+    adapter: str | None = Field(
+        None, description="a peft LoRA adapter directory applied on top (llmpick tune)"
+    )
+
+
+_ADAPTER_WEIGHTS = "adapter_model.safetensors"
+
+
+def _with_adapter(model: Any, adapter: Path) -> Any:
+    """``model`` with the peft LoRA adapter in ``adapter`` merged into its weights."""
+    if not (adapter / _ADAPTER_WEIGHTS).is_file():
+        raise ModelFileError(f"{adapter} holds no peft adapter ({_ADAPTER_WEIGHTS})")
+    try:
+        from peft import PeftModel
+    except ImportError as exc:
+        raise MissingDependencyError("peft", "hf") from exc
+    # merged: generation then costs what the base costs (same function, up to rounding)
+    return PeftModel.from_pretrained(model, str(adapter)).merge_and_unload()
 
 
 def _import_hf() -> tuple[Any, Any]:
@@ -126,6 +145,8 @@ class HFBackend(Backend):
                 f"transformers could not load '{model}': {str(exc).splitlines()[0]}",
                 "the weights may be corrupt or the architecture unsupported by this transformers",
             ) from exc
+        if opts.adapter:
+            self.hf_model = _with_adapter(self.hf_model, Path(opts.adapter))
         if "quantization_config" not in kwargs:
             self.hf_model.to(self.device)
         self.hf_model.eval()
@@ -162,19 +183,20 @@ class HFBackend(Backend):
         if self._identity is None:
             weights = None
             quant = self.dtype_name
+            cache = Path(self.opts.cache_dir) if self.opts.cache_dir else None
             if self.gguf_path is not None:
-                from llmpick.backends.gguf_files import file_sha256
-
-                cache = Path(self.opts.cache_dir) if self.opts.cache_dir else None
                 weights = file_sha256(self.gguf_path, cache)
                 quant = f"gguf-dequantized-{self.dtype_name}"
             elif self.opts.load_in_4bit:
                 quant = "bnb-nf4"
             elif self.opts.load_in_8bit:
                 quant = "bnb-int8"
+            adapter = Path(self.opts.adapter) / _ADAPTER_WEIGHTS if self.opts.adapter else None
             self._identity = ModelIdentity(
                 backend=self.name,
                 model=self.gguf_path.name if self.gguf_path else self.model,
+                adapter_sha256=file_sha256(adapter, cache) if adapter else None,
+                adapter_scale=1.0 if adapter else None,
                 weights_sha256=weights,
                 revision=getattr(self.hf_model.config, "_commit_hash", None) or self.opts.revision,
                 quantization=quant,

@@ -108,6 +108,12 @@ class LlamaCppOptions(BackendOptions):
     top_k: int = Field(40, ge=0)
     min_p: float = Field(0.05, ge=0.0, le=1.0)
     repeat_penalty: float = Field(1.0, gt=0.0)
+    lora_path: str | None = Field(
+        None,
+        description="a GGUF LoRA adapter applied on top (llmpick tune); runs with parallel 1, "
+        "the batching scheduler does not apply adapters",
+    )
+    lora_scale: float = Field(1.0, description="the adapter's scale (1 = as trained)")
     hf_repo: str | None = Field(None, description="Hub repo holding the GGUF named by model")
     hf_revision: str | None = None
     cache_dir: str | None = Field(None, description="where file hashes are remembered")
@@ -140,6 +146,10 @@ class LlamaCppBackend(Backend):
         check_gguf(self.path)
         #: sequence slots; 1 = the single-sequence path through ``Llama.generate``
         self.parallel = opts.parallel or default_parallel(opts, kv_bytes_per_slot(self.path, opts))
+        if opts.lora_path:
+            if not Path(opts.lora_path).is_file():
+                raise ModelFileError(f"LoRA adapter not found: {opts.lora_path}", "check the path")
+            self.parallel = 1
         #: unset: on when batching (docs/batching.md), off on the single path as in ``Llama``
         self.flash_attn = opts.flash_attn if opts.flash_attn is not None else self.parallel > 1
         self.llm: Any = None
@@ -178,6 +188,8 @@ class LlamaCppBackend(Backend):
                 n_batch=opts.n_batch,
                 flash_attn=self.flash_attn,
                 swa_full=opts.swa_full,
+                lora_path=opts.lora_path,
+                lora_scale=opts.lora_scale,
                 verbose=False,
             )
         except (ValueError, RuntimeError, OSError) as exc:
@@ -312,6 +324,10 @@ class LlamaCppBackend(Backend):
                 if self.chat_template
                 else None,
                 n_threads=self.n_threads,
+                adapter_sha256=file_sha256(Path(self.opts.lora_path), cache_dir)
+                if self.opts.lora_path
+                else None,
+                adapter_scale=self.opts.lora_scale if self.opts.lora_path else None,
             )
         return self._identity
 

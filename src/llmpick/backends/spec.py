@@ -8,6 +8,8 @@ Accepted forms, first match wins:
 - ``hf:REPO_OR_PATH`` (a Hub id, a local directory, or a ``.gguf`` file);
 - ``openai:MODEL@BASE_URL``;
 - ``column:NAME`` (outputs read from a dataset column);
+- a folder written by ``llmpick tune`` (``tuned/``, or ``hf:tuned/`` / ``llamacpp:tuned/``
+  to choose the backend; :mod:`llmpick.backends.tuned`);
 - ``BACKEND:MODEL`` for any other registered backend (plugins).
 """
 
@@ -20,6 +22,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from llmpick.backends.bundled import BUNDLED_MODELS, bundled_model
+from llmpick.backends.tuned import is_tuned_dir, tuned_spec_parts
 from llmpick.config import ConfigFile
 from llmpick.errors import ModelNotFoundError
 
@@ -76,6 +79,9 @@ def resolve_spec(
             source="bundled",
         )
     backend, sep, rest = spec.partition(":")
+    tuned = _tuned(spec, backend if sep and backend in ("hf", "llamacpp") else None, rest)
+    if tuned is not None:
+        return tuned
     if sep and backend in backend_names and rest:
         if backend == "openai":
             model, at, base_url = rest.rpartition("@")
@@ -106,3 +112,12 @@ def resolve_spec(
     if sep and backend not in backend_names:
         raise ModelNotFoundError(f"unknown backend '{backend}' in model spec '{spec}'", hint)
     raise ModelNotFoundError(f"unknown model '{spec}'", hint)
+
+
+def _tuned(spec: str, backend: str | None, rest: str) -> ModelSpec | None:
+    """A ``llmpick tune`` folder (optionally after ``hf:``/``llamacpp:``), else None."""
+    folder = Path(rest if backend else spec).expanduser()
+    if not is_tuned_dir(folder):
+        return None
+    chosen, model, options = tuned_spec_parts(folder, backend)
+    return ModelSpec(name=spec.rstrip("/") or spec, backend=chosen, model=model, options=options)

@@ -25,6 +25,7 @@ from llmpick.cli import (
     quant,
     recommend,
     serve,
+    tune,
     ui,
 )
 from llmpick.errors import LlmpickError
@@ -41,7 +42,20 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 app.callback()(_common.global_options)
-for _module in (models, catalog, fit, recommend, evaluate, bench, choose, quant, ui, serve, keys):
+for _module in (
+    models,
+    catalog,
+    fit,
+    recommend,
+    evaluate,
+    bench,
+    choose,
+    quant,
+    tune,
+    ui,
+    serve,
+    keys,
+):
     _module.register(app)
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from llmpick.cli._common import TableOrJson, console, get_context, print_json
@@ -80,8 +81,26 @@ def fit_command(
     output_format: Annotated[
         TableOrJson, typer.Option("--format", help="table or json.")
     ] = TableOrJson.table,
+    train: Annotated[
+        str | None,
+        typer.Option("--train", help="lora|qlora: estimate a training step instead of serving."),
+    ] = None,
+    seq_len: Annotated[int, typer.Option("--seq-len", min=1, help="With --train.")] = 512,
+    rank: Annotated[int, typer.Option("--rank", min=1, help="With --train: LoRA rank.")] = 16,
+    gradient_checkpointing: Annotated[
+        bool, typer.Option("--gradient-checkpointing", help="With --train.")
+    ] = False,
 ) -> None:
-    """Estimate memory (weights, KV cache, overhead) and speed of MODEL on a device."""
+    """Estimate memory (weights, KV cache, overhead) and speed of MODEL on a device.
+
+    With --train lora|qlora: the memory of a LoRA/QLoRA training step (weights,
+    adapter, optimizer states, gradients, activations with and without gradient
+    checkpointing) and its time, with the basis.
+    """
+    if train is not None:
+        options = (seq_len, batch, rank, gradient_checkpointing)
+        _fit_training(ctx, model, train, *options, device, output_format)
+        return
     if runtime not in RUNTIMES:
         raise UsageError(f"unknown runtime {runtime!r}", "use one of: " + ", ".join(RUNTIMES))
     context = get_context(ctx)
@@ -109,6 +128,46 @@ def fit_command(
             f"reference's score (measured: {loss.source}; data {loss.data})",
             highlight=False,
         )
+
+
+def _fit_training(
+    ctx: typer.Context,
+    model: str,
+    method: str,
+    seq_len: int,
+    batch: int,
+    rank: int,
+    checkpointing: bool,
+    device: str | None,
+    output_format: TableOrJson,
+) -> None:
+    from llmpick.fit.training import estimate_training
+    from llmpick.hardware import detect_local, get_device
+
+    if method not in ("lora", "qlora"):
+        raise UsageError(f"unknown --train {method!r}", "use lora or qlora")
+    shape = resolve_shape(model, get_context(ctx).settings.cache_dir)
+    dev = detect_local() if device is None else get_device(device)
+    gpu = dev.kind not in ("cpu", "generic")
+    est = estimate_training(
+        shape, "qlora" if method == "qlora" else "lora", seq_len, batch, rank, gpu,
+        checkpointing, peak_flops=dev.bf16_flops,
+    )  # fmt: skip
+    if output_format is TableOrJson.json:
+        print_json({"device": dev.name, **est.model_dump(mode="json")})
+        return
+    mib = 2**20
+    console.print(
+        f"{shape.name} {method} training on {dev.name}, seq {seq_len} x batch {batch}, rank {rank}"
+        f" (estimated)\n  weights {est.weights_bytes / mib:.0f} MiB, adapter + grads + AdamW "
+        f"{est.adapter_state_bytes / mib:.0f} MiB ({est.adapter_params:,} params), activations "
+        f"{est.activation_bytes / mib:.0f} MiB ({est.activation_bytes_checkpointed / mib:.0f} with "
+        f"checkpointing), logits {est.logits_bytes / mib:.0f} MiB\n  total "
+        f"{est.total_bytes / mib:.0f} MiB"
+        + (f", {est.step_seconds:.2f} s per step" if est.step_seconds else ""),
+        highlight=False,
+    )
+    console.print(f"[dim]{escape(est.basis)}[/]", highlight=False)
 
 
 def _print_fit(r: FitResult) -> None:
