@@ -313,22 +313,11 @@ def violations(scenario: Scenario, rec: Recommendation) -> list[str]:
 
 
 #: scenarios the method did not pass yet (strict: an unexpected pass fails, so update this)
-#: before the redesign 2 of 17 passed (edge-mac-16gb, mobile-under-2b)
+#: before the redesign 2 of 17 passed (edge-mac-16gb, mobile-under-2b); after it 13 of 17
 XFAIL: set[str] = {
-    "zh-customer-service-24gb",
-    "code-assistant-16gb",
-    "translation-a100-80gb",
-    "enterprise-h200",
     "long-documents-64k-24gb",
-    "math-24gb",
-    "reasoning-24gb",
-    "multilingual-24gb",
-    "vision-24gb",
     "low-api-budget",
-    "english-content-24gb",
     "general-48gb",
-    "code-24gb",
-    "zh-chat-16gb",
     "tool-use-24gb",
 }
 
