@@ -119,8 +119,9 @@ def shortlist_reasons(
         cand.tied_with = tied
         if tied:
             cand.reasons.append(
-                f"tied on quality (within {margin:g}) with {', '.join(tied)}; among tied models "
-                "the cheaper and faster goes first"
+                f"tied on quality (within {margin:g}) with {', '.join(tied)}: the evidence "
+                "does not separate them; speed and memory headroom break the tie, and your own "
+                "data should decide"
             )
         if sub4:
             cand.reasons.append(
