@@ -30,6 +30,7 @@ __all__ = [
     "License",
     "Modality",
     "ModelCard",
+    "NativeQuant",
     "Params",
     "Price",
     "SourcedInt",
@@ -285,6 +286,17 @@ class HubGguf(_Strict):
     source: Source
 
 
+class NativeQuant(_Strict):
+    """The format the maker releases the weights in, when it is not 16-bit (gpt-oss: MXFP4).
+
+    The maker's benchmarks were measured on these weights, so the format loses nothing
+    against them; 16-bit copies are upcasts.
+    """
+
+    name: str
+    source: Source
+
+
 class ModelCard(_Strict):
     """Everything the catalog knows about one model, each number with its source."""
 
@@ -307,6 +319,7 @@ class ModelCard(_Strict):
     benchmarks: list[Benchmark] = Field(default_factory=list)
     prices: list[Price] = Field(default_factory=list)
     hub_gguf: HubGguf | None = None
+    native_quant: NativeQuant | None = None
 
     @model_validator(mode="after")
     def _checks(self) -> ModelCard:

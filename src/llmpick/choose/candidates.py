@@ -11,12 +11,27 @@ from llmpick.choose.models import CandidateStatus, ChooseOptions
 from llmpick.errors import LlmpickError
 from llmpick.recommend import Recommendation
 
+#: device kinds vLLM serves on (a CUDA or ROCm GPU); elsewhere advice is GGUF + llama.cpp
+_VLLM_KINDS = ("gpu",)
 
-def _how_to_run(card: Any, quant: str | None) -> list[str]:
-    """Ways to make a catalog model runnable here (a -m spec, llmpick.yaml snippets)."""
+
+def _how_to_run(card: Any, quant: str | None, device_kind: str = "cpu") -> list[str]:
+    """Ways to make a catalog model runnable on this device (a -m spec, llmpick.yaml snippets).
+
+    On a CPU, a Mac or an unknown device: a GGUF through llama.cpp (the card's GGUF repo,
+    else the conversion steps); vLLM is offered only for a GPU device.
+    """
     slug = card.id.split("/")[-1].lower()
     ways = []
     gguf = card.hub_gguf
+    if gguf is None and device_kind not in _VLLM_KINDS:
+        target = quant if quant and quant.upper().startswith(("Q", "IQ")) else "Q4_K_M"
+        ways.append(
+            f"no GGUF repository is known for {card.id}: convert it with llama.cpp "
+            f"(python convert_hf_to_gguf.py <download of {card.id}> --outfile {slug}-f16.gguf; "
+            f"llama-quantize {slug}-f16.gguf {slug}-{target.lower()}.gguf {target}), then "
+            f"llmpick choose -m llamacpp:{slug}-{target.lower()}.gguf"
+        )
     if gguf is not None:
         ways.append(f"llmpick choose -m llamacpp:{gguf.repo}@{gguf.filename}  (downloads the GGUF)")
         ways.append(
@@ -29,6 +44,8 @@ def _how_to_run(card: Any, quant: str | None) -> list[str]:
             f"models:\n  {slug}:\n    backend: openai\n    model: hf.co/{gguf.repo}:{gguf.quant}\n"
             f"    base_url: http://127.0.0.1:11434/v1\n    catalog_id: {card.id}"
         )
+    if device_kind not in _VLLM_KINDS:
+        return ways
     ways.append(
         f"vLLM: vllm serve {card.id}"
         + (f" (this shortlist assumed {quant})" if quant else "")
@@ -75,7 +92,9 @@ def _candidates(
                     origin="shortlist",
                     in_shortlist=True,
                     status="not-runnable",
-                    how_to_run=_how_to_run(catalog.get(cand.id), cand.quant),
+                    how_to_run=_how_to_run(
+                        catalog.get(cand.id), cand.quant, str(rec.device.get("kind", "cpu"))
+                    ),
                 )
             )
     for text in options.models:

@@ -12,7 +12,14 @@ from llmpick.cli._common import TableOrJson, console, print_json
 from llmpick.errors import UsageError
 from llmpick.fit import RUNTIMES
 from llmpick.quant.store import loss_lookup
-from llmpick.recommend import TASKS, Constraints, Recommendation, parse_weights, recommend
+from llmpick.recommend import (
+    TASKS,
+    USE_CASE_FLOORS,
+    Constraints,
+    Recommendation,
+    parse_weights,
+    recommend,
+)
 from llmpick.store import DEFAULT_DB
 
 LICENSES = ("any", "commercial", "permissive")
@@ -55,8 +62,28 @@ def recommend_command(
     ] = None,
     weights: Annotated[
         str,
-        typer.Option("--weights", help="quality=0.6,speed=0.2,cost=0.2 (rescaled to sum 1)."),
-    ] = "quality=0.6,speed=0.2,cost=0.2",
+        typer.Option("--weights", help="quality=0.92,speed=0.05,cost=0.03 (rescaled to sum 1)."),
+    ] = "quality=0.92,speed=0.05,cost=0.03",
+    use_case: Annotated[
+        str | None,
+        typer.Option(
+            "--use-case",
+            help="interactive | code-completion | batch (speed floor; default per task).",
+        ),
+    ] = None,
+    concurrency: Annotated[
+        int,
+        typer.Option("--concurrency", min=1, help="Sequences served at once (KV sized for all)."),
+    ] = 1,
+    context: Annotated[
+        int | None, typer.Option("--context", min=1, help="Context to size memory for, tokens.")
+    ] = None,
+    modality: Annotated[
+        str | None, typer.Option("--modality", help="Input modalities needed, e.g. image.")
+    ] = None,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Every reason: constraint, evidence, format, ties.")
+    ] = False,
     top: Annotated[int, typer.Option("--top", "-k", min=1, help="How many to show.")] = 5,
     include_base: Annotated[
         bool, typer.Option("--include-base", help="Consider base (non-instruct) models too.")
@@ -74,6 +101,8 @@ def recommend_command(
         raise UsageError(f"unknown task {task!r}", "use one of: " + ", ".join(TASKS))
     if license_ not in LICENSES:
         raise UsageError(f"unknown license filter {license_!r}", "use any, commercial, permissive")
+    if use_case is not None and use_case not in USE_CASE_FLOORS:
+        raise UsageError(f"unknown use case {use_case!r}", "use " + ", ".join(USE_CASE_FLOORS))
     if runtime not in RUNTIMES:
         raise UsageError(f"unknown runtime {runtime!r}", "use one of: " + ", ".join(RUNTIMES))
     langs = [x.strip().lower() for x in (languages or "").split(",") if x.strip()]
@@ -90,20 +119,24 @@ def recommend_command(
         weights=parse_weights(weights),
         top=top,
         include_base=include_base,
+        use_case=use_case,
+        concurrency=concurrency,
+        context=context,
+        modalities=[m.strip() for m in (modality or "").split(",") if m.strip()],
     )
     result = recommend(constraints, losses=loss_lookup(db))
     if output_format is TableOrJson.json:
         print_json(result.to_json_dict())
         return
-    _print(result)
+    _print(result, explain)
 
 
-def _print(r: Recommendation) -> None:
+def _print(r: Recommendation, explain: bool = False) -> None:
     w = r.weights
     console.print(
-        f"[bold]{r.task}[/] on {r.device['name']} at {r.context:,} tokens · score = "
-        f"{w.quality:.2f} x quality + {w.speed:.2f} x speed + {w.cost:.2f} x cost "
-        "(change with --weights; memory and speed are estimates)",
+        f"[bold]{r.task}[/] on {r.device['name']} at {r.context:,} tokens · quality first: "
+        f"{w.quality:.2f} x quality + {w.speed:.2f} x speed above the floor + {w.cost:.2f} x "
+        "memory headroom (change with --weights; memory and speed are estimates)",
         highlight=False,
     )
     if r.calibration:
@@ -111,13 +144,24 @@ def _print(r: Recommendation) -> None:
     if not r.candidates:
         console.print("[yellow]No model passes every constraint.[/] See the exclusions below.")
     table = Table()
-    for col in ("#", "model", "score", "quant", "memory (est.)", "tok/s (est.)", "confidence"):
+    for col in (
+        "#",
+        "model",
+        "score",
+        "quality (interval)",
+        "quant",
+        "memory (est.)",
+        "tok/s (est.)",
+        "confidence",
+    ):
         table.add_column(col, overflow="fold")
     for i, c in enumerate(r.candidates, 1):
         table.add_row(
             str(i),
             c.id,
             f"{c.score:.3f}",
+            f"{c.quality:.2f}"
+            + (f" ({c.quality_range[0]:.2f}-{c.quality_range[1]:.2f})" if c.quality_range else ""),
             c.quant,
             f"{c.estimated_memory_bytes / 2**30:.1f} GiB",
             (f"{c.decode_tokens_per_second:.0f}" if c.decode_tokens_per_second else "n/a")
@@ -127,9 +171,16 @@ def _print(r: Recommendation) -> None:
     console.print(table)
     for i, c in enumerate(r.candidates, 1):
         console.print(f"[bold]{i}. {c.id}[/]", highlight=False)
-        for reason in c.reasons:
+        shown = c.reasons if explain else [r for r in c.reasons if _headline(r)]
+        for reason in shown:
             console.print(f"   - {reason}", highlight=False, soft_wrap=True)
+    if not explain:
+        console.print("(--explain shows every reason: evidence sources, quality loss, license)")
     if r.excluded:
         console.print("[bold]Notable exclusions[/] (best-rated first):")
         for e in r.excluded[:8]:
             console.print(f"  {e.id}: {e.reason}", highlight=False)
+
+
+def _headline(reason: str) -> bool:
+    return reason.startswith(("binding constraint", "coverage", "quantization", "tied"))

@@ -46,7 +46,7 @@ __all__ = [
     "list_quantizations",
 ]
 
-Family = Literal["float", "fp8", "int8", "bitsandbytes", "gptq", "awq", "gguf"]
+Family = Literal["float", "fp8", "int8", "bitsandbytes", "gptq", "awq", "gguf", "mxfp4"]
 
 GGML_TYPE_TRAITS_SOURCE = (
     "gguf.constants.GGML_QUANT_SIZES (ggml type traits: block size and block bytes), "
@@ -227,6 +227,19 @@ def _table() -> dict[str, Quantization]:
             runtimes=hf_runtimes,
             quantizes_embeddings=False,
         ),
+        Quantization(
+            name="MXFP4",
+            family="mxfp4",
+            bits_per_weight=_ggml_bpw("MXFP4"),
+            basis="OCP microscaling FP4: 4-bit E2M1 + one 8-bit E8M0 scale per 32 weights = "
+            "4.25 bpw (ggml block layout); the format gpt-oss ships its MoE weights in, "
+            "embeddings and LM head counted at 16 bits (attention weights, also 16-bit in "
+            "the release, are counted at 4.25: about 0.9 GB low for gpt-oss-20b, 1.4 GB for 120b)",
+            source="OCP Microscaling Formats (MX) v1.0 spec; " + GGML_TYPE_TRAITS_SOURCE,
+            runtimes=every_runtime,
+            quantizes_embeddings=False,
+            ggml_type="MXFP4",
+        ),
     ]
     for name, bpw in _GGUF_MIXTURE_BPW.items():
         entries.append(
@@ -279,6 +292,7 @@ _ALIASES = {
     "q4km": "Q4_K_M",
     "q5km": "Q5_K_M",
     "q3km": "Q3_K_M",
+    "mxfp4": "MXFP4",
 }
 
 

@@ -15,12 +15,13 @@ from llmpick.recommend.models import (
     Weights,
     parse_weights,
 )
-from llmpick.recommend.tasks import TASK_BENCHMARKS, TASK_SPECIALIZATION, TASKS
+from llmpick.recommend.tasks import TASK_BENCHMARKS, TASK_SPECIALIZATION, TASKS, USE_CASE_FLOORS
 
 __all__ = [
     "TASKS",
     "TASK_BENCHMARKS",
     "TASK_SPECIALIZATION",
+    "USE_CASE_FLOORS",
     "Candidate",
     "Constraints",
     "Evidence",

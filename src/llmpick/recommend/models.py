@@ -25,9 +25,9 @@ class Weights(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    quality: float = Field(0.6, ge=0)
-    speed: float = Field(0.2, ge=0)
-    cost: float = Field(0.2, ge=0)
+    quality: float = Field(0.92, ge=0)
+    speed: float = Field(0.05, ge=0)
+    cost: float = Field(0.03, ge=0)
 
     def normalised(self) -> Weights:
         """Return the weights scaled to sum to 1."""
@@ -40,7 +40,7 @@ class Weights(BaseModel):
 
 
 def parse_weights(text: str) -> Weights:
-    """Parse ``quality=0.6,speed=0.2,cost=0.2`` (missing keys keep their default)."""
+    """Parse ``quality=0.92,speed=0.05,cost=0.03`` (missing keys keep their default)."""
     values: dict[str, float] = {}
     for part in text.split(","):
         if not part.strip():
@@ -78,6 +78,12 @@ class Constraints(BaseModel):
     weights: Weights = Field(default_factory=Weights)
     top: int = Field(5, ge=1)
     include_base: bool = False
+    #: input modalities every candidate must accept (``vision`` implies image)
+    modalities: list[str] = Field(default_factory=list)
+    #: interactive | code-completion | batch (sets the decode floor); default per task
+    use_case: Literal["interactive", "code-completion", "batch"] | None = None
+    #: sequences served at once: the KV cache is sized for context x concurrency
+    concurrency: int = Field(1, ge=1)
 
     @field_validator("runtime")
     @classmethod
@@ -95,6 +101,8 @@ class Evidence(BaseModel):
     protocol: str
     source: str
     origin: str
+    #: "" for a figure that ranks; "base model's figure (shown, not ranked)" otherwise
+    label: str = ""
     #: checked at its source (see the catalog's ``verified``); shown as "unverified" otherwise
     verified: bool = False
 
@@ -126,6 +134,14 @@ class Candidate(BaseModel):
     evidence: list[Evidence]
     missing_benchmarks: list[str]
     reasons: list[str]
+    #: what decided this pick's format or place: "memory", "speed", "none"...
+    binding_constraint: str = "none"
+    #: why this quantization (see recommend.quant_choice)
+    quant_reason: str = ""
+    #: shortlisted models whose quality is within the tie margin of this one
+    tied_with: list[str] = Field(default_factory=list)
+    #: True when below the use case's decode floor (demoted below those above it)
+    below_speed_floor: bool = False
 
 
 class Exclusion(BaseModel):
