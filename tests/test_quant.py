@@ -235,7 +235,9 @@ def test_recommend_and_choose_rank_with_the_measured_loss(
     measured = {c.id: c for c in recommend(constraints, losses=loss_lookup(db)).candidates}
     smol = measured.pop("HuggingFaceTB/SmolLM2-135M-Instruct")
     assert smol.quant_quality_loss == pytest.approx(expected.quality_loss)
-    assert any(r.startswith("quantization Q2_K") and sweep.id in r for r in smol.reasons)
+    assert any(r.startswith("quantization Q2_K") and sweep.id in r for r in smol.reasons), (
+        smol.reasons
+    )
     assert not any(sweep.id in r for c in default.values() for r in c.reasons)
     # models nobody measured keep the sourced default
     assert measured and all(

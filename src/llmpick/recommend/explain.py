@@ -79,9 +79,15 @@ def quality_reasons(
             f"{card.context.extension or 'context extension'}; quality lowered"
         )
     reasons.append(choice.why)
-    if loss.quality_loss > 0:
+    if loss.basis == "measured":  # the user's own measurement is named, even when lossless
         reasons.append(
-            f"{loss.quant} costs quality x {1 - loss.quality_loss:.4f} ({loss.basis}: {loss.data})"
+            f"quantization {loss.quant} costs quality x {1 - loss.quality_loss:.4f} "
+            f"(measured: {loss.source}; {loss.data})"
+        )
+    elif loss.quality_loss > 0:
+        reasons.append(
+            f"quantization {loss.quant} costs quality x {1 - loss.quality_loss:.4f} "
+            f"({loss.basis}: {loss.data})"
         )
     rate = fit.decode_tokens_per_second
     if rate is not None:
