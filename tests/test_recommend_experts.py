@@ -223,6 +223,7 @@ SCENARIOS: list[Scenario] = [
         min_bits=8,
     ),
     Scenario(
+        "low-api-budget",
         {"task": "chat", "max_price": 0.1, "device": "h100"},
         first=(
             r"meta-llama/Llama-3\.1-8B-Instruct",
@@ -316,7 +317,6 @@ def violations(scenario: Scenario, rec: Recommendation) -> list[str]:
 #: with sourced API prices 14 of 17
 XFAIL: set[str] = {
     "long-documents-64k-24gb",
-    "low-api-budget",
     "general-48gb",
     "tool-use-24gb",
 }
