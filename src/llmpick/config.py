@@ -30,7 +30,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from llmpick.errors import ConfigError
+from llmpick.errors import ConfigError, first_invalid
 
 __all__ = ["ConfigFile", "ModelConfig", "Settings", "default_cache_dir", "load_config"]
 
@@ -92,10 +92,9 @@ def load_config(path: Path | None = None) -> tuple[ConfigFile, Path | None]:
     try:
         return ConfigFile.model_validate(raw), path
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
+        where, why = first_invalid(exc)
         raise ConfigError(
-            f"config file {path}: {where}: {first['msg']}",
+            f"config file {path}: {where}: {why}",
             "each model needs 'backend' and 'model'; allowed keys: backend, model, "
             "base_url, base_urls, api_key_env, catalog_id, options",
         ) from exc

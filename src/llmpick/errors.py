@@ -32,6 +32,8 @@ The hierarchy::
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 __all__ = [
     "AuthenticationError",
     "BackendError",
@@ -56,6 +58,7 @@ __all__ = [
     "UpstreamServerError",
     "UpstreamTimeoutError",
     "UsageError",
+    "first_invalid",
 ]
 
 
@@ -213,3 +216,9 @@ class RequestRejectedError(LlmpickError):
         self.code = code
         self.param = param
         self.retry_after = retry_after
+
+
+def first_invalid(exc: ValidationError) -> tuple[str, str]:
+    """The first field pydantic refused (dotted path) and why, for a one-line error."""
+    first = exc.errors()[0]
+    return ".".join(str(p) for p in first["loc"]), first["msg"]

@@ -24,6 +24,9 @@ class ColumnBackend(Backend):
     is_local = True
     supports_seed = False
     needs_row = True
+    #: the recorded output answered the row's tools / response_format already
+    supports_tools = True
+    supports_response_format = True
 
     def describe(self) -> ModelIdentity:
         """The column name is the whole identity."""

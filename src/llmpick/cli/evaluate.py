@@ -79,7 +79,7 @@ def _parse_prices(values: list[str]) -> dict[str, ModelPrice]:
 def eval_command(
     ctx: typer.Context,
     data: Annotated[
-        str, typer.Argument(help="CSV, JSONL, JSON or Parquet file, or a suite: humaneval.")
+        str, typer.Argument(help="CSV, JSONL, JSON or Parquet file, or a suite: humaneval, tools.")
     ],
     model: Annotated[
         list[str], typer.Option("--model", "-m", help="A model to evaluate (repeat for more).")

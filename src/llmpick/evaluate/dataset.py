@@ -8,6 +8,9 @@ Columns are found by name, first match wins (override any with
 - id: ``id`` (else the row number); category: ``category``; system: ``system``
 - messages: ``messages`` (multi-turn; a list of ``{"role", "content"}``, or that
   list as a JSON string); it replaces the prompt.
+- request fields: ``tools``, ``tool_choice``, ``parallel_tool_calls``,
+  ``response_format`` (OpenAI's shapes, :mod:`llmpick.evaluate.row_tools`),
+  passed into every model's request.
 
 A Jinja2 template (from a file or a string) renders the user prompt from the
 row's columns instead. It runs in a sandboxed environment with
@@ -26,10 +29,11 @@ from typing import Any
 
 import jinja2
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmpick.backends.base import Message
-from llmpick.errors import DataError, MissingDependencyError
+from llmpick.errors import DataError, MissingDependencyError, first_invalid
+from llmpick.evaluate.row_tools import RowRequest, row_request
 from llmpick.evaluate.scorers.base import ScorerSpec
 
 __all__ = ["ColumnMapping", "Dataset", "Row", "load_dataset", "read_records"]
@@ -72,6 +76,8 @@ class Row(BaseModel):
     messages: list[Message]
     expected: str | None = None
     category: str | None = None
+    #: tools / tool_choice / response_format the row asks the models to honour
+    request: RowRequest = RowRequest()
 
     @property
     def prompt(self) -> str:
@@ -82,7 +88,7 @@ class Row(BaseModel):
     def sha256(self) -> str:
         """Hash of the row's data and messages (a score depends on both)."""
         payload = json.dumps(
-            {"data": self.data, "messages": [m.model_dump() for m in self.messages]},
+            {"data": self.data, "messages": [m.model_dump(mode="json") for m in self.messages]},
             sort_keys=True,
             ensure_ascii=False,
             default=str,
@@ -282,16 +288,25 @@ def _parse_messages(value: Any, where: str) -> list[Message]:
     if not isinstance(value, list) or not value:
         raise DataError(f"{where}: messages must be a non-empty list of {{role, content}} objects")
     messages = []
-    for item in value:
+    for index, item in enumerate(value):
         if (
             not isinstance(item, dict)
-            or item.get("role") not in ("system", "user", "assistant")
-            or not isinstance(item.get("content"), str)
+            or item.get("role") not in ("system", "user", "assistant", "tool")
+            or not isinstance(item.get("content") or "", str)
         ):
             raise DataError(
-                f"{where}: each message needs a role (system, user or assistant) and text content"
+                f"{where}: each message needs a role (system, user, assistant or tool) "
+                "and text content"
             )
-        messages.append(Message(role=item["role"], content=item["content"]))
+        try:
+            messages.append(Message.model_validate({**item, "content": item.get("content") or ""}))
+        except ValidationError as exc:
+            field, why = first_invalid(exc)
+            raise DataError(
+                f"{where}: message {index + 1} has a bad '{field}': {why}",
+                "use OpenAI's shapes: tool_calls=[{id, type: function, function: {name, "
+                "arguments}}] on an assistant message, tool_call_id on a tool message",
+            ) from exc
     return messages
 
 
@@ -371,6 +386,7 @@ def build_rows(
                 messages=messages,
                 expected=_as_text(record.get(expected_col)) if expected_col else None,
                 category=category or None,
+                request=row_request(record, where),
             )
         )
     return columns, rows, expected_col

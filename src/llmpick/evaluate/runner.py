@@ -242,6 +242,10 @@ async def arun_eval(
             judge_model = await pool.open(judge_spec)
             judge = CachedJudge(judge_model, store, _turn_for(judge_model, turns))
         built = build_scorers(context, scorer_specs, judge)
+        for scorer in built:
+            check_rows = getattr(scorer.fn, "check_rows", None)
+            if callable(check_rows):
+                check_rows([r.data for r in ds.rows])  # a bad row fails now, not mid-run
         if judge is not None and not judge.backend.is_local:
             await _preflight(judge)
 
@@ -380,7 +384,7 @@ def _run_row(row: Row) -> RunRow:
         row_index=row.index,
         category=row.category,
         expected=row.expected,
-        messages=[m.model_dump() for m in row.messages],
+        messages=[m.model_dump(mode="json") for m in row.messages],
         data=row.data,
     )
 
@@ -420,7 +424,7 @@ class _Runner:
             override = options.overrides.get(name)
             prompts = override.messages if override and override.messages else shared
             self.prompts[name] = prompts
-            self.messages[name] = [[m.model_dump() for m in ms] for ms in prompts]
+            self.messages[name] = [[m.model_dump(mode="json") for m in ms] for ms in prompts]
             self.model_params[name] = override.params if override and override.params else params
 
     def plan(self) -> list[_Plan]:
@@ -441,6 +445,7 @@ class _Runner:
                                 _repeat_params(params, repeat).model_dump(mode="json"),
                                 repeat,
                                 row_hash if row_hash_needed else None,
+                                self.dataset.rows[index].request.fields(),
                             ),
                             row_sha256=row_hash,
                         )
@@ -516,10 +521,15 @@ class _Runner:
     ) -> None:
         row = self.dataset.rows[p.row_index]
         params = _repeat_params(self.model_params[model.name], p.repeat)
+        asks = row.request
         request = GenerationRequest(
             messages=self.prompts[model.name][p.row_index],
             params=params,
             row=row.data if model.backend.needs_row else None,
+            tools=asks.tools,
+            tool_choice=asks.tool_choice,
+            parallel_tool_calls=asks.parallel_tool_calls,
+            response_format=asks.response_format,
         )
         error: str | None = None
         generation = None
@@ -556,7 +566,8 @@ class _Runner:
                 messages=self.messages[model.name][p.row_index],
                 params=params.model_dump(mode="json"),
                 repeat=p.repeat,
-                output=generation.output,
+                # the raw text: reasoning and tool calls in tags, split again for scorers
+                output=generation.raw_output(),
                 prompt_tokens=generation.usage.prompt_tokens,
                 completion_tokens=generation.usage.completion_tokens,
                 time_to_first_token_s=generation.time_to_first_token_s,

@@ -45,15 +45,18 @@ def scorer_key(spec: ScorerSpec) -> str:
 
 def cache_key(
     identity_key: str,
-    messages: list[dict[str, str]],
+    messages: list[dict[str, Any]],
     params: dict[str, Any],
     repeat: int,
     row_sha256: str | None = None,
+    request_fields: dict[str, Any] | None = None,
 ) -> str:
     """Return the generation cache key: backend identity + rendered messages + sampling + repeat.
 
     ``row_sha256`` is added for backends that read their output from the row
-    (``column``), whose output depends on more than the messages.
+    (``column``), whose output depends on more than the messages;
+    ``request_fields`` (a row's tools, tool_choice, response_format) when it has any,
+    so a plain row keeps the key it always had.
     """
     payload = {
         "identity": identity_key,
@@ -62,6 +65,8 @@ def cache_key(
         "repeat": repeat,
         "row": row_sha256,
     }
+    if request_fields:
+        payload["request"] = request_fields
     return sha256_text(json.dumps(payload, sort_keys=True, ensure_ascii=False))
 
 
@@ -142,7 +147,7 @@ class CachedJudge:
 
     async def __call__(self, request: GenerationRequest) -> Generation:
         """Generate for ``request`` on the judge, or return the stored answer."""
-        messages = [m.model_dump() for m in request.messages]
+        messages = [m.model_dump(mode="json") for m in request.messages]
         params = request.params.model_dump(mode="json")
         key = cache_key(self.identity_key, messages, params, 0)
         hit = self.store.get_generation(key)

@@ -11,6 +11,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+from llmpick.backends.tool_format import split_output
 from llmpick.errors import (
     AuthenticationError,
     BackendError,
@@ -23,6 +24,12 @@ from llmpick.evaluate.scoring import BuiltScorer, CachedJudge, run_scorer
 from llmpick.store import CellRecord, GenerationRecord, Store
 
 __all__ = ["ScoringPass", "pairwise_summary"]
+
+
+def _answer(raw: str) -> dict[str, Any]:
+    """A stored raw output as a cell's answer, reasoning and tool calls (scorers see the answer)."""
+    split = split_output(raw)
+    return {"output": split.content, "reasoning": split.reasoning, "tool_calls": split.tool_calls}
 
 
 class ScoringPass:
@@ -86,7 +93,7 @@ class ScoringPass:
             model=model,
             repeat=repeat,
             prompt=row.prompt,
-            output=generation.output,
+            **_answer(generation.output),
             expected=row.expected,
             latency_s=generation.latency_s,
             time_to_first_token_s=generation.time_to_first_token_s,
@@ -103,7 +110,7 @@ class ScoringPass:
             model=model,
             repeat=repeat,
             prompt=row.prompt,
-            output=record.output or "",
+            **_answer(record.output or ""),
             expected=row.expected,
             latency_s=record.latency_s,
             time_to_first_token_s=record.time_to_first_token_s,

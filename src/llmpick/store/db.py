@@ -69,7 +69,7 @@ class RunRow(BaseModel):
     row_index: int
     category: str | None
     expected: str | None
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     data: dict[str, Any]
 
 
@@ -79,7 +79,7 @@ class GenerationRecord(BaseModel):
     cache_key: str
     identity_key: str
     identity: dict[str, Any]
-    messages: list[dict[str, str]]
+    messages: list[dict[str, Any]]
     params: dict[str, Any]
     repeat: int
     output: str

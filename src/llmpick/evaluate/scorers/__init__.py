@@ -2,7 +2,7 @@
 
 Built-ins (registered as entry points in group ``llmpick.scorers``, the same
 way a plugin registers): ``exact``, ``contains``, ``regex``, ``choice``,
-``numeric``, ``json``, ``length``, ``latency``, ``code_exec`` and ``judge``.
+``numeric``, ``json``, ``tool_call``, ``length``, ``latency``, ``code_exec`` and ``judge``.
 ``pairwise`` is not a per-cell scorer: see :func:`pairwise_compare`.
 """
 

@@ -15,12 +15,17 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from llmpick.backends.base import Generation, GenerationRequest
+from llmpick.backends.tools import ToolCall
 
 __all__ = ["Cell", "JudgeFn", "Score", "Scorer", "ScorerSpec"]
 
 
 class Cell(BaseModel):
-    """A finished generation for one (model, row, repeat), as a scorer sees it."""
+    """A finished generation for one (model, row, repeat), as a scorer sees it.
+
+    ``output`` is the answer: the model's reasoning (``<think>``) and its tool
+    calls are apart, in ``reasoning`` and ``tool_calls`` (the store keeps the raw text).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -35,6 +40,8 @@ class Cell(BaseModel):
     time_to_first_token_s: float | None = None
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    reasoning: str = ""
+    tool_calls: list[ToolCall] = []
 
 
 class Score(BaseModel):

@@ -4,7 +4,10 @@ The JSON is the whole output, else the first fenced code block, else the first
 ``{…}`` or ``[…]`` that parses. The schema comes from ``schema`` (inline),
 ``schema_file`` (checked when the scorer is built) or ``schema_column`` (a
 dict or JSON text per row; rows can be checked up front with
-:meth:`JsonScorer.check_rows`).
+:meth:`JsonScorer.check_rows`). A column may also hold a row's OpenAI
+``response_format`` (``{"type": "json_schema", "json_schema": {"schema": ...}}``,
+or ``json_object``: any object), so ``json:schema_column=response_format``
+checks what the row asked for.
 """
 
 from __future__ import annotations
@@ -50,12 +53,30 @@ def extract_json(text: str) -> Any:
     raise ValueError("no JSON value found")
 
 
+def _unwrap_response_format(schema: Any) -> Any:
+    """The schema inside an OpenAI ``response_format``; anything else as it is.
+
+    ``json_object`` and ``json_schema`` are not JSON Schema types, so a schema is
+    never mistaken for a response_format.
+    """
+    if not isinstance(schema, Mapping):
+        return schema
+    if schema.get("type") == "json_object":
+        return {"type": "object"}
+    if schema.get("type") == "json_schema":
+        inner = schema.get("json_schema")
+        given = inner.get("schema") if isinstance(inner, Mapping) else None
+        return given if given is not None else {"type": "object"}
+    return schema
+
+
 def _checked_schema(schema: Any, where: str) -> Any:
     if isinstance(schema, str):
         try:
             schema = json.loads(schema)
         except ValueError as exc:
             raise ScorerError(f"the JSON Schema in {where} is not JSON: {exc}") from exc
+    schema = _unwrap_response_format(schema)
     if not isinstance(schema, Mapping | bool):
         raise ScorerError(f"the JSON Schema in {where} must be an object")
     try:

@@ -185,7 +185,8 @@ def default_scorers(
 ) -> list[ScorerSpec]:
     """Sensible scorers for a dataset, from its columns (and, given rows, its values).
 
-    ``test`` -> code_exec; ``schema`` -> json against it; an expected answer
+    ``test`` -> code_exec; ``tools`` -> tool_call; ``schema`` (or ``response_format``)
+    -> json against it; an expected answer
     that is always a number -> numeric; always a letter A–D -> choice; other
     expected text -> contains then exact; nothing to compare with and a judge
     -> judge. The first scorer is the primary one.
@@ -193,8 +194,11 @@ def default_scorers(
     names = set(columns)
     if "test" in names:
         return [ScorerSpec(name="code_exec")]
-    if "schema" in names:
-        return [ScorerSpec(name="json", args={"schema_column": "schema"})]
+    if "tools" in names:
+        return [ScorerSpec(name="tool_call")]
+    for column in ("schema", "response_format"):
+        if column in names:
+            return [ScorerSpec(name="json", args={"schema_column": column})]
     expected = expected_column or next((c for c in _EXPECTED_COLUMNS if c in names), None)
     if expected is None:
         return [ScorerSpec(name="judge")] if has_judge else []

@@ -15,7 +15,10 @@ from llmpick.evaluate.scorers.base import ScorerSpec
 __all__ = ["SUITES", "load_suite"]
 
 #: suite name -> module under llmpick.evaluate.suites
-SUITES: dict[str, str] = {"humaneval": "llmpick.evaluate.suites.humaneval"}
+SUITES: dict[str, str] = {
+    "humaneval": "llmpick.evaluate.suites.humaneval",
+    "tools": "llmpick.evaluate.suites.tools",
+}
 
 
 def load_suite(name: str) -> tuple[list[dict[str, Any]], list[ScorerSpec]]:
