@@ -5,7 +5,7 @@ protocol. Responses are streamed with ``stream_options.include_usage`` so the
 server's own token counts are recorded when it reports them; otherwise each
 streamed content delta counts as one token (``usage.source == "chunks"``).
 
-HTTP goes through :mod:`llmpick.backends.openai_http` (httpx with a keep-alive pool,
+HTTP goes through :mod:`llmpick.backends.openai_http` (aiohttp with a keep-alive pool,
 orjson), not the openai SDK, whose per-request and per-chunk work was most of a proxy's
 cost. There are no retries in the HTTP layer: the backend declares its :class:`RetryPolicy`
 (429, 408/409/5xx, unreachable, timed out; ``max_retries`` of them, backoff

@@ -62,6 +62,10 @@ class GatewayConfig(BaseModel):
     #: names besides addresses and localhost that ``Host`` may carry (DNS rebinding check)
     allowed_hosts: list[str] = Field(default_factory=list)
     db: Path = Path("llmpick.db")
+    #: HTTP parser and event loop (benchmarks/gateway_frontier.py measured them): "auto" takes
+    #: httptools and uvloop when installed (they are dependencies), else h11 and asyncio
+    http_parser: Literal["auto", "h11", "httptools"] = "auto"
+    event_loop: Literal["auto", "asyncio", "uvloop"] = "auto"
 
 
 class Prepared(BaseModel):

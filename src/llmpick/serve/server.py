@@ -9,6 +9,7 @@ requests 503, streams in flight finish up to ``drain_deadline_s``), then exit 0.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import uvicorn
@@ -16,6 +17,7 @@ import uvicorn
 from llmpick.backends.bundled import BUNDLED_MODELS
 from llmpick.backends.pool import ModelPool, PoolOptions
 from llmpick.context import Context
+from llmpick.errors import ConfigError
 from llmpick.serve.accesslog import AccessLog, load_or_create_secret
 from llmpick.serve.app import create_app
 from llmpick.serve.drain import DrainingServer, DrainMiddleware, DrainState
@@ -132,5 +134,24 @@ def run_gateway(
         log_level=log_level,
         lifespan="on",
         timeout_graceful_shutdown=int(drain_deadline_s),
+        http=gateway.config.http_parser,
     )
-    asyncio.run(DrainingServer(config, state, drain_deadline_s).serve())
+    with asyncio.Runner(loop_factory=_loop_factory(gateway.config.event_loop)) as runner:
+        runner.run(DrainingServer(config, state, drain_deadline_s).serve())
+
+
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """The loop factory: uvloop's for "uvloop", and for "auto" when installed; else None."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop  # a dependency except on Windows, where uvloop does not exist
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError(
+                "serve.event_loop is uvloop but uvloop is not installed",
+                "pip install uvloop, or set serve.event_loop: auto",
+            ) from None
+        return None
+    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
+    return factory
