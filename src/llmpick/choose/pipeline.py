@@ -24,7 +24,6 @@ from llmpick.choose.models import (
     RankedModel,
     Verdict,
     _tell,
-    sample_data_path,
 )
 from llmpick.choose.ranking import _pareto, _rank, _verdict
 from llmpick.cost import (
@@ -34,6 +33,7 @@ from llmpick.cost import (
     measured_throughput,
     self_hosted_row,
 )
+from llmpick.data import sample_data_path
 from llmpick.errors import UsageError
 from llmpick.fit.calibration import Calibration
 from llmpick.quant.store import loss_lookup

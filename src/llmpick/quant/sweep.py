@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmpick.backends.base import SamplingParams
 from llmpick.backends.spec import ModelSpec
+from llmpick.data import sample_data_path
 from llmpick.errors import QuantizationError, UsageError
 from llmpick.evaluate.dataset import Dataset, load_dataset
 from llmpick.quant.divergence import (
@@ -278,8 +279,6 @@ def run_quant(context: Any, model: str, options: QuantOptions) -> QuantReport:
 
 
 def _sample() -> Dataset:
-    from llmpick.choose import sample_data_path
-
     return load_dataset(sample_data_path())
 
 
