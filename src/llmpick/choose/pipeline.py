@@ -36,7 +36,7 @@ from llmpick.cost import (
 from llmpick.data import sample_data_path
 from llmpick.errors import UsageError
 from llmpick.fit.calibration import Calibration
-from llmpick.quant.store import loss_lookup
+from llmpick.fit.measured_loss import loss_lookup
 from llmpick.recommend import Constraints, Recommendation, recommend
 
 
