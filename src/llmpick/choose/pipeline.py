@@ -26,6 +26,7 @@ from llmpick.choose.models import (
     _tell,
 )
 from llmpick.choose.ranking import _pareto, _rank, _verdict
+from llmpick.context import Context
 from llmpick.cost import (
     CostRow,
     estimate_throughput,
@@ -73,7 +74,7 @@ def _pick_scorers(options: ChooseOptions, dataset: Any) -> list[str] | None:
     return ["auto"]
 
 
-def choose(context: Any, options: ChooseOptions) -> ChooseResult:
+def choose(context: Context, options: ChooseOptions) -> ChooseResult:
     """Run the whole pipeline and return the result (write it with :mod:`llmpick.report`).
 
     Raises llmpick errors for bad input (missing data, unknown model or device,
@@ -203,7 +204,7 @@ def _probe_all(
 
 
 def _measure(
-    context: Any,
+    context: Context,
     pool: ModelPool,
     options: ChooseOptions,
     dataset: Any,
@@ -244,7 +245,7 @@ def _measure(
 
 
 def _evaluate(
-    context: Any,
+    context: Context,
     pool: ModelPool,
     options: ChooseOptions,
     dataset: Any,

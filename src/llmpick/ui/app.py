@@ -26,6 +26,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from llmpick.bodylimit import BodySizeLimit
+from llmpick.context import Context
 from llmpick.errors import LlmpickError, UsageError
 from llmpick.evaluate.dataset import read_records
 from llmpick.hostcheck import HostCheck, HostPolicy
@@ -407,7 +408,7 @@ def mount_workbench(app: FastAPI, workbench: Workbench) -> None:
 
 
 def create_ui_app(
-    context: Any | None = None,
+    context: Context | None = None,
     db_path: Path | str = DEFAULT_DB,
     key_check: KeyCheck | None = None,
     keys_required: KeysRequired | None = None,
@@ -422,8 +423,6 @@ def create_ui_app(
     carry (:mod:`llmpick.hostcheck`); every body is limited while read.
     """
     if context is None:
-        from llmpick.context import Context
-
         context = Context()
     workbench = Workbench(
         context,

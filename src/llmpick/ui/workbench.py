@@ -20,6 +20,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from llmpick.backends.bundled import BUNDLED_MODELS
 from llmpick.backends.pool import ModelPool
+from llmpick.context import Context
 from llmpick.evaluate.results import (
     EvalResult,
     summarize,
@@ -58,7 +59,7 @@ class Workbench:
 
     def __init__(
         self,
-        context: Any,
+        context: Context,
         db_path: Path | str = DEFAULT_DB,
         prefix: str = "",
         key_check: KeyCheck | None = None,
