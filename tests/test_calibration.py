@@ -178,6 +178,7 @@ def test_cli_recommend_and_cost_show_the_calibration(
     assert "estimated, calibrated" in cost.stdout
 
 
+@pytest.mark.slow
 def test_choose_calibrates_from_its_own_bench_of_the_largest_local_model() -> None:
     from llmpick.choose.calibrate import calibration_from_bench
     from llmpick.context import Context

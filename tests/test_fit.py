@@ -227,6 +227,7 @@ def test_llamacpp_pads_context_to_256() -> None:
     assert llamacpp_n_ctx(2048) == 2048
 
 
+@pytest.mark.slow
 def test_gguf_weights_are_exact(smollm2_path: Path) -> None:
     shape = shape_from_gguf(smollm2_path)
     reader = GGUFReader(str(smollm2_path))

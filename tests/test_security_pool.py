@@ -115,6 +115,7 @@ def test_backing_off_releases_the_slot(context: Context, upstream: str) -> None:
     assert second_done < 1.5, f"the second request waited {second_done:.2f} s for a sleeping slot"
 
 
+@pytest.mark.slow
 def test_dense_text_cannot_slip_past_max_input_tokens(tmp_path: Path, upstream: str) -> None:
     """Item 9: a remote model's prompt is counted conservatively: 2,000 Chinese characters
     are not 500 tokens (``len // 4``) under a 1,000-token ``max_input_tokens``."""

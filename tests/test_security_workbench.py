@@ -176,6 +176,7 @@ def test_another_name_for_this_machine_is_refused(server: str) -> None:
         assert own.status_code == 200, own.text
 
 
+@pytest.mark.slow
 @pytest.mark.browser
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_dns_rebinding_in_a_real_browser(server: str) -> None:

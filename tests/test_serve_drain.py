@@ -43,6 +43,7 @@ DrainingServer(config, state, deadline_s=float(sys.argv[2])).run()
 """
 
 
+@pytest.mark.slow
 @pytest.mark.network
 def test_sigterm_drains_the_stream_in_flight_then_exits_0() -> None:
     port = free_port()
@@ -71,6 +72,7 @@ def test_sigterm_drains_the_stream_in_flight_then_exits_0() -> None:
             proc.wait()
 
 
+@pytest.mark.slow
 @pytest.mark.network
 def test_a_stream_longer_than_the_deadline_is_cut_and_the_process_still_exits_0() -> None:
     port = free_port()

@@ -109,6 +109,7 @@ async def test_prompt_estimate_is_settled_to_the_models_count(limiter: Limiter) 
     assert (await limiter.usage(key)).prompt_tokens == 91
 
 
+@pytest.mark.slow
 async def test_burst_of_50_in_two_processes_sharing_redis_lets_exactly_20_through(
     redis_url: str,
 ) -> None:

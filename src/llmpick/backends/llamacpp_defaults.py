@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from llmpick.backends.llamacpp_options import LlamaCppOptions
 from llmpick.errors import LlmpickError
-
-if TYPE_CHECKING:
-    from llmpick.backends.llamacpp import LlamaCppOptions
 
 __all__ = ["default_parallel", "default_threads", "kv_bytes_per_slot"]
 

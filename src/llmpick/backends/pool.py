@@ -23,7 +23,7 @@ import asyncio
 import collections
 import contextlib
 from collections.abc import AsyncGenerator
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 import psutil
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,11 +46,9 @@ from llmpick.errors import (
     QueueFullError,
     RateLimitError,
 )
+from llmpick.registry import Registry
 
-if TYPE_CHECKING:
-    from llmpick.context import Context
-
-__all__ = ["ModelHealth", "ModelPool", "PoolOptions", "PooledModel"]
+__all__ = ["ModelHealth", "ModelOpener", "ModelPool", "PoolOptions", "PooledModel"]
 
 HealthState = Literal["unloaded", "loading", "ready", "failing"]
 
@@ -288,10 +286,27 @@ class PooledModel:
             self._state = "failing"
 
 
+class ModelOpener(Protocol):
+    """What the pool needs to open a model: :class:`llmpick.context.Context` is one.
+
+    A protocol, so the pool does not import the context that builds pools.
+    """
+
+    backends: Registry[type[Backend]]
+
+    def resolve(self, spec: str) -> ModelSpec:
+        """Resolve a ``-m`` value."""
+        ...
+
+    def open_backend(self, spec: str | ModelSpec) -> Backend:
+        """Construct the backend for ``spec`` (loading the model)."""
+        ...
+
+
 class ModelPool:
     """Opens models once, shares them, limits and retries their requests, tracks health."""
 
-    def __init__(self, context: Context, options: PoolOptions | None = None) -> None:
+    def __init__(self, context: ModelOpener, options: PoolOptions | None = None) -> None:
         self.context = context
         self.options = options or PoolOptions()
         self._models: dict[str, PooledModel] = {}

@@ -31,9 +31,9 @@ from llmpick.choose.models import (
     ChooseResult,
     RankedModel,
     Verdict,
-    sample_data_path,
 )
 from llmpick.choose.pipeline import check_options, choose
+from llmpick.data import sample_data_path
 
 __all__ = [
     "CandidateStatus",

@@ -8,6 +8,7 @@ from llmpick.backends.bundled import BUNDLED_MODELS
 from llmpick.backends.pool import ModelPool
 from llmpick.backends.spec import ModelSpec
 from llmpick.choose.models import CandidateStatus, ChooseOptions
+from llmpick.context import Context
 from llmpick.errors import LlmpickError
 from llmpick.recommend import Recommendation
 
@@ -57,7 +58,7 @@ def _how_to_run(card: Any, quant: str | None, device_kind: str = "cpu") -> list[
 
 
 def _candidates(
-    context: Any, options: ChooseOptions, rec: Recommendation, catalog: Any
+    context: Context, options: ChooseOptions, rec: Recommendation, catalog: Any
 ) -> tuple[list[CandidateStatus], list[ModelSpec]]:
     statuses: list[CandidateStatus] = []
     specs: list[ModelSpec] = []

@@ -10,10 +10,11 @@ from llmpick.backends.base import sha256_text
 from llmpick.backends.pool import ModelPool
 from llmpick.backends.spec import ModelSpec
 from llmpick.choose.models import ChooseOptions, _tell
+from llmpick.context import Context
 
 
 def _bench(
-    context: Any,
+    context: Context,
     options: ChooseOptions,
     spec: ModelSpec,
     identity: dict[str, Any],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -14,11 +13,6 @@ from llmpick.recommend import Recommendation, Weights
 
 #: speed score = tokens/s / (tokens/s + this): 30 tokens/s scores 0.5 (as in recommend)
 SPEED_HALF_POINT_TPS = 30.0
-
-
-def sample_data_path() -> Path:
-    """Path of the bundled sample dataset (40 rows, mixed tasks and languages)."""
-    return Path(str(resources.files("llmpick.data").joinpath("sample.jsonl")))
 
 
 class ChooseOptions(BaseModel):

@@ -24,9 +24,9 @@ from llmpick.choose.models import (
     RankedModel,
     Verdict,
     _tell,
-    sample_data_path,
 )
 from llmpick.choose.ranking import _pareto, _rank, _verdict
+from llmpick.context import Context
 from llmpick.cost import (
     CostRow,
     estimate_throughput,
@@ -34,9 +34,10 @@ from llmpick.cost import (
     measured_throughput,
     self_hosted_row,
 )
+from llmpick.data import sample_data_path
 from llmpick.errors import UsageError
 from llmpick.fit.calibration import Calibration
-from llmpick.quant.store import loss_lookup
+from llmpick.fit.measured_loss import loss_lookup
 from llmpick.recommend import Constraints, Recommendation, recommend
 
 
@@ -73,7 +74,7 @@ def _pick_scorers(options: ChooseOptions, dataset: Any) -> list[str] | None:
     return ["auto"]
 
 
-def choose(context: Any, options: ChooseOptions) -> ChooseResult:
+def choose(context: Context, options: ChooseOptions) -> ChooseResult:
     """Run the whole pipeline and return the result (write it with :mod:`llmpick.report`).
 
     Raises llmpick errors for bad input (missing data, unknown model or device,
@@ -203,7 +204,7 @@ def _probe_all(
 
 
 def _measure(
-    context: Any,
+    context: Context,
     pool: ModelPool,
     options: ChooseOptions,
     dataset: Any,
@@ -244,7 +245,7 @@ def _measure(
 
 
 def _evaluate(
-    context: Any,
+    context: Context,
     pool: ModelPool,
     options: ChooseOptions,
     dataset: Any,

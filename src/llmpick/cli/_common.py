@@ -11,8 +11,6 @@ import typer
 from rich.console import Console
 
 from llmpick.context import Context
-from llmpick.evaluate.results import rows_to_csv as rows_to_csv
-from llmpick.evaluate.results import rows_to_markdown as rows_to_markdown
 
 console = Console()
 err_console = Console(stderr=True)

@@ -15,9 +15,8 @@ from llmpick.cli._common import (
     TableOrJson,
     console,
     print_json,
-    rows_to_csv,
-    rows_to_markdown,
 )
+from llmpick.evaluate.results import rows_to_csv, rows_to_markdown
 
 
 def compare(

@@ -16,8 +16,6 @@ from llmpick.cli._common import (
     err_console,
     get_context,
     print_json,
-    rows_to_csv,
-    rows_to_markdown,
 )
 from llmpick.errors import UsageError
 from llmpick.evaluate import (
@@ -31,6 +29,7 @@ from llmpick.evaluate import (
     run_eval,
     side_by_side,
 )
+from llmpick.evaluate.results import rows_to_csv, rows_to_markdown
 from llmpick.store import DEFAULT_DB, open_store
 
 _SIDE_BY_SIDE_ROWS = 20

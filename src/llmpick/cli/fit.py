@@ -12,9 +12,9 @@ from rich.table import Table
 from llmpick.cli._common import TableOrJson, console, get_context, print_json
 from llmpick.errors import UsageError
 from llmpick.fit import RUNTIMES, FitResult, fit_model, list_quantizations, resolve_shape
+from llmpick.fit.measured_loss import lookup_measured_loss
 from llmpick.fit.quant import KV_CACHE_DTYPES
 from llmpick.hardware import detect_cpu, detect_gpus, detect_host, list_devices
-from llmpick.quant.store import lookup_measured_loss
 from llmpick.store import DEFAULT_DB
 
 GIB = 1024**3

@@ -13,6 +13,7 @@ from llmpick.backends.base import GenerationRequest
 from llmpick.backends.bundled import BUNDLED_MODELS
 from llmpick.backends.pool import ModelPool, PooledModel
 from llmpick.cli._common import TableOrJson, console, get_context, print_json
+from llmpick.context import Context
 from llmpick.errors import LlmpickError
 
 
@@ -65,7 +66,7 @@ def models_command(
     )
 
 
-async def _entries(context: Any, names: list[str], identity: bool) -> list[dict[str, Any]]:
+async def _entries(context: Context, names: list[str], identity: bool) -> list[dict[str, Any]]:
     """One entry per model; with ``identity``, each local model is loaded, then closed."""
     entries: list[dict[str, Any]] = []
     async with ModelPool(context) as pool:
@@ -133,7 +134,9 @@ def run_command(
         )
 
 
-async def _run(context: Any, spec: str, request: GenerationRequest, echo: bool) -> dict[str, Any]:
+async def _run(
+    context: Context, spec: str, request: GenerationRequest, echo: bool
+) -> dict[str, Any]:
     """Open the model, stream its answer, close it."""
     async with ModelPool(context) as pool:
         model = await pool.open(spec)

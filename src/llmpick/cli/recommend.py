@@ -11,7 +11,7 @@ from rich.table import Table
 from llmpick.cli._common import TableOrJson, console, print_json
 from llmpick.errors import UsageError
 from llmpick.fit import RUNTIMES
-from llmpick.quant.store import loss_lookup
+from llmpick.fit.measured_loss import loss_lookup
 from llmpick.recommend import (
     TASKS,
     USE_CASE_FLOORS,

@@ -15,10 +15,9 @@ from llmpick.cli._common import (
     err_console,
     get_context,
     print_json,
-    rows_to_csv,
-    rows_to_markdown,
 )
 from llmpick.errors import ConfigError
+from llmpick.evaluate.results import rows_to_csv, rows_to_markdown
 from llmpick.serve.gateway import GatewayConfig
 from llmpick.serve.requestlog import serve_stats
 from llmpick.serve.security import check_bind

@@ -10,10 +10,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 from llmpick.backends.base import Message
 from llmpick.backends.pool import ModelPool
+from llmpick.context import Context
 from llmpick.evaluate.concurrency import first_error
 from llmpick.evaluate.dataset import Dataset, Row
 from llmpick.evaluate.results import EvalResult, summarize
@@ -46,7 +46,7 @@ def dataset_of_run(store: Store, run_id: str) -> Dataset:
 
 
 def rescore_run(
-    context: Any,
+    context: Context,
     run_id: str,
     scorers: Sequence[str | ScorerSpec] | None = None,
     judge: str | None = None,
@@ -64,7 +64,7 @@ def rescore_run(
 
 
 async def _rescore(
-    context: Any,
+    context: Context,
     run_id: str,
     scorers: Sequence[str | ScorerSpec] | None,
     judge_name: str | None,

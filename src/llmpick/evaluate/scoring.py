@@ -17,6 +17,7 @@ from typing import Any
 
 from llmpick.backends.base import Generation, GenerationRequest, Usage, sha256_text
 from llmpick.backends.pool import PooledModel
+from llmpick.context import Context
 from llmpick.errors import LlmpickError, ScorerError
 from llmpick.evaluate.scorers.base import Cell, JudgeFn, Score, Scorer, ScorerSpec
 from llmpick.store import GenerationRecord, Store
@@ -209,7 +210,7 @@ def pairwise_spec(specs: list[ScorerSpec], has_judge: bool) -> ScorerSpec | None
 
 
 def build_scorers(
-    context: Any, specs: list[ScorerSpec], judge: JudgeFn | None
+    context: Context, specs: list[ScorerSpec], judge: JudgeFn | None
 ) -> list[BuiltScorer]:
     """Build the per-cell scorers (everything but ``pairwise``)."""
     from llmpick.evaluate.scorers import build_scorer

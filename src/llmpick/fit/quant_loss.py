@@ -64,7 +64,7 @@ class QuantLoss(BaseModel):
 
 
 #: ``(catalog_id, quant) -> measured loss or None``: what ``llmpick quant`` stored
-#: (:func:`llmpick.quant.store.loss_lookup`), for ``recommend`` and ``choose``
+#: (:func:`llmpick.fit.measured_loss.loss_lookup`), for ``recommend`` and ``choose``
 LossLookup = Callable[[str, str], QuantLoss | None]
 
 

@@ -6,7 +6,8 @@ detect_local()                                 # first GPU, else the CPU (measur
 """
 
 from llmpick.hardware.detect import detect_cpu, detect_gpus, detect_host, detect_local
-from llmpick.hardware.devices import Device, HostInfo, get_device, list_devices
+from llmpick.hardware.devices import Device, HostInfo, list_devices
+from llmpick.hardware.resolve import get_device
 
 __all__ = [
     "Device",

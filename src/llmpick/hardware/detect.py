@@ -26,7 +26,7 @@ import subprocess
 import sys
 import time
 
-from llmpick.hardware.devices import GIB, Device, HostInfo, _index, _norm
+from llmpick.hardware.devices import GIB, Device, HostInfo, device_index, norm_name
 
 __all__ = ["detect_cpu", "detect_gpus", "detect_host", "detect_local"]
 
@@ -145,8 +145,8 @@ def _match_apple(host: HostInfo) -> Device | None:
     match = re.search(r"Apple (M\d)(?: (Pro|Max|Ultra))?", host.cpu_model)
     if not match:
         return None
-    key = _norm(f"{match.group(1)}{match.group(2) or ''}")
-    base = _index().get(key)
+    key = norm_name(f"{match.group(1)}{match.group(2) or ''}")
+    base = device_index().get(key)
     if base is None:
         return None
     return base.model_copy(
@@ -185,8 +185,8 @@ def detect_gpus() -> tuple[Device, ...]:
 
 
 def _match_gpu(index: int, name: str, memory_bytes: int) -> Device:
-    table = _index()
-    key = _norm(name)
+    table = device_index()
+    key = norm_name(name)
     best = None
     # The longest table key contained in the NVML name wins ("h100pcie" over "h100").
     for candidate, device in table.items():

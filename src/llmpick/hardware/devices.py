@@ -1,7 +1,8 @@
 """Device profiles: memory, bandwidth and BF16 TFLOPS of common accelerators.
 
 The table lives in ``hardware/data/devices.yaml``, one entry per device with
-the vendor page each figure comes from. :func:`get_device` resolves a name:
+the vendor page each figure comes from. :func:`llmpick.hardware.resolve.get_device`
+resolves a name:
 
 - a table id or alias, loosely (``4090``, ``rtx4090``, ``RTX 4090``,
   ``geforce-rtx-4090`` all name the same card);
@@ -14,7 +15,6 @@ Unknown names raise :class:`~llmpick.errors.HardwareError` with close matches.
 
 from __future__ import annotations
 
-import difflib
 import functools
 import re
 from importlib import resources
@@ -23,9 +23,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from llmpick.errors import HardwareError
-
-__all__ = ["Device", "HostInfo", "get_device", "list_devices"]
+__all__ = ["Device", "HostInfo", "device_index", "list_devices", "norm_name"]
 
 GIB = 1024**3
 DeviceKind = Literal["gpu", "apple", "cpu", "generic"]
@@ -105,7 +103,8 @@ class Device(BaseModel):
         }
 
 
-def _norm(name: str) -> str:
+def norm_name(name: str) -> str:
+    """``name`` as a lookup key: lower case, alphanumeric, vendor prefixes dropped."""
     key = re.sub(r"[^a-z0-9]", "", name.lower())
     changed = True
     while changed:
@@ -133,71 +132,15 @@ def _load() -> tuple[Device, ...]:
 
 
 @functools.cache
-def _index() -> dict[str, Device]:
+def device_index() -> dict[str, Device]:
+    """Every table id, name and alias (as :func:`norm_name` keys) to its device."""
     index: dict[str, Device] = {}
     for device in _load():
         for name in (device.id, device.name, *device.aliases):
-            index.setdefault(_norm(name), device)
+            index.setdefault(norm_name(name), device)
     return index
 
 
 def list_devices() -> list[Device]:
     """Every device in the table, in file order."""
     return list(_load())
-
-
-def _generic(memory_gib: float) -> Device:
-    return Device(
-        id=f"generic-{memory_gib:g}gb",
-        name=f"generic device with {memory_gib:g} GiB",
-        vendor="generic",
-        kind="generic",
-        memory_bytes=int(memory_gib * GIB),
-        note="memory only: bandwidth and TFLOPS unknown, so speed is not estimated",
-    )
-
-
-def get_device(name: str) -> Device:
-    """Resolve the device called ``name``: a table entry, ``NNgb``, ``cpu`` or ``local``.
-
-    ``cpu`` is this machine's CPU and RAM; ``local`` (or ``auto``) its best
-    device (a detected GPU, else the CPU).
-    """
-    raw = name.strip()
-    key = _norm(raw)
-    if key in ("cpu", "host"):
-        from llmpick.hardware.detect import detect_cpu
-
-        return detect_cpu()
-    if key in ("local", "auto", "this", "detect"):
-        from llmpick.hardware.detect import detect_local
-
-        return detect_local()
-    index = _index()
-    if key in index:
-        return index[key]
-    generic = re.fullmatch(r"(\d+(?:\.\d+)?)\s*gi?b?", raw.lower().replace(" ", ""))
-    if generic and float(generic.group(1)) > 0:
-        return _generic(float(generic.group(1)))
-    sized = re.fullmatch(r"(.+?)(\d+)gi?b", key)
-    if sized and sized.group(1) in index:
-        base = index[sized.group(1)]
-        if base.kind == "apple":
-            gib = int(sized.group(2))
-            chip = base.name.split(" (")[0]
-            return base.model_copy(
-                update={
-                    "id": f"{base.id.rsplit('-', 1)[0]}-{gib}gb",
-                    "name": f"{chip} ({gib} GB)",
-                    "memory_bytes": gib * GIB,
-                    "aliases": (),
-                }
-            )
-    known = sorted({d.id for d in _load()} | {a for d in _load() for a in d.aliases})
-    close = difflib.get_close_matches(raw.lower(), known, n=3, cutoff=0.5)
-    hint = (
-        "did you mean: " + ", ".join(close) + "?"
-        if close
-        else "run 'llmpick hardware --list' for known devices, or pass a size such as 16gb"
-    )
-    raise HardwareError(f"unknown device {name!r}", hint)

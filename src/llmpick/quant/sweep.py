@@ -26,6 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from llmpick.backends.base import SamplingParams
 from llmpick.backends.spec import ModelSpec
+from llmpick.context import Context
+from llmpick.data import sample_data_path
 from llmpick.errors import QuantizationError, UsageError
 from llmpick.evaluate.dataset import Dataset, load_dataset
 from llmpick.quant.divergence import (
@@ -134,7 +136,7 @@ def _tell(options: QuantOptions, text: str) -> None:
         options.on_event(text)
 
 
-def source_gguf(context: Any, model: str) -> tuple[ModelSpec, Path]:
+def source_gguf(context: Context, model: str) -> tuple[ModelSpec, Path]:
     """The local GGUF behind ``model`` or a :class:`QuantizationError` saying why there is none."""
     spec = context.resolve(model)
     if spec.backend != "llamacpp":
@@ -168,7 +170,7 @@ def _variant_spec(name: str, built: BuiltFile, n_ctx: int) -> ModelSpec:
 
 
 def _build_all(
-    path: Path, context: Any, options: QuantOptions, names: list[str]
+    path: Path, context: Context, options: QuantOptions, names: list[str]
 ) -> tuple[BuiltFile, list[BuiltFile]]:
     from llmpick.backends.gguf_files import file_sha256
 
@@ -195,7 +197,7 @@ def _build_all(
 
 
 def variant_specs(
-    context: Any, specs: list[ModelSpec], variants: list[str], keep_free_bytes: int = 0
+    context: Context, specs: list[ModelSpec], variants: list[str], keep_free_bytes: int = 0
 ) -> list[ModelSpec]:
     """Models for the variants of every local GGUF in ``specs`` (built or reused).
 
@@ -218,7 +220,7 @@ def variant_specs(
     return out
 
 
-def run_quant(context: Any, model: str, options: QuantOptions) -> QuantReport:
+def run_quant(context: Context, model: str, options: QuantOptions) -> QuantReport:
     """Build, measure and choose; returns the report (save it with :func:`save_quant`)."""
     names = list(dict.fromkeys(normalize_variant(v) for v in options.variants))
     if not names:
@@ -278,8 +280,6 @@ def run_quant(context: Any, model: str, options: QuantOptions) -> QuantReport:
 
 
 def _sample() -> Dataset:
-    from llmpick.choose import sample_data_path
-
     return load_dataset(sample_data_path())
 
 
@@ -310,7 +310,7 @@ def _divergences(
 
 
 def _quality(
-    context: Any,
+    context: Context,
     rows: dict[str, VariantResult],
     files: list[tuple[str, BuiltFile]],
     dataset: Dataset,
@@ -347,7 +347,7 @@ def _quality(
 
 
 def _speed(
-    context: Any,
+    context: Context,
     rows: dict[str, VariantResult],
     files: list[tuple[str, BuiltFile]],
     options: QuantOptions,

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel
 
 from llmpick.backends.base import SamplingParams
+from llmpick.context import Context
 from llmpick.evaluate import RunOptions, load_dataset, run_eval
 from llmpick.evaluate.stats import format_p
 
@@ -50,7 +50,7 @@ class Proof(BaseModel):
 
 
 def prove(
-    context: Any,
+    context: Context,
     holdout: Path,
     base: str,
     tuned: str,

@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 
 from llmpick.backends.base import sha256_text
 from llmpick.backends.tuned import MANIFEST, TunedManifest
+from llmpick.context import Context
 from llmpick.errors import DataError
 from llmpick.tune.data import (
     Example,
@@ -61,7 +62,7 @@ class TuneReport(BaseModel):
     notes: list[str] = Field(default_factory=list)
 
 
-def run_tune(context: Any, model: str, options: TuneOptions) -> TuneReport:
+def run_tune(context: Context, model: str, options: TuneOptions) -> TuneReport:
     """Train a LoRA adapter on ``options.data`` and prove it on the held-out rows."""
     spec = context.resolve(model)
     ref = base_ref(spec)

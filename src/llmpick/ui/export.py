@@ -14,7 +14,7 @@ import asyncio
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter, HTTPException
 from fastapi.responses import PlainTextResponse
@@ -32,9 +32,7 @@ from llmpick.store import Store, open_store
 from llmpick.ui.models import SCHEMA_VERSION, HumanRanking, Progress, SheetInfo
 from llmpick.ui.sheets import WorkbenchStore
 from llmpick.ui.votes import human_ranking
-
-if TYPE_CHECKING:
-    from llmpick.ui.app import Workbench
+from llmpick.ui.workbench import Workbench
 
 __all__ = [
     "SheetReport",

@@ -23,6 +23,7 @@ from typing import Any
 
 from llmpick.backends.base import SamplingParams
 from llmpick.backends.pool import ModelPool, PoolOptions
+from llmpick.context import Context
 from llmpick.errors import LlmpickError
 from llmpick.evaluate import RunOptions, arun_eval
 from llmpick.evaluate.runner import ModelOverride
@@ -41,7 +42,7 @@ _MAX_QUEUE = 1024
 class Jobs:
     """The running jobs of one workbench (one per sheet at most)."""
 
-    def __init__(self, context: Any, db_path: Path, pool: ModelPool | None = None) -> None:
+    def __init__(self, context: Context, db_path: Path, pool: ModelPool | None = None) -> None:
         self.context = context
         self.db_path = db_path
         self._own_pool = pool is None
