@@ -171,8 +171,13 @@ class UpstreamHTTP:
         self, path: str, body: dict[str, Any]
     ) -> AsyncIterator[AsyncIterator[str]]:
         """POST ``body`` and give the answer's lines as they arrive (a 2xx answer only)."""
+        data = orjson.dumps(body)
         try:
-            response = await self.session().post(self.base_url + path, data=orjson.dumps(body))
+            try:
+                response = await self.session().post(self.base_url + path, data=data)
+            except _STALE:
+                # a kept-alive connection the server closed while idle: nothing was answered
+                response = await self.session().post(self.base_url + path, data=data)
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise self._failure(exc) from exc
         try:
