@@ -42,7 +42,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import itertools
 
-from conftest import start_redis_server
+from conftest import free_port, start_redis_server, wait_for_port
 
 UPSTREAM_APP = r"""
 import asyncio, json, time
@@ -96,25 +96,6 @@ WORDS = [b"alpha", b"bravo", b"charlie", b"delta", b"echo", b"foxtrot", b"golf",
 PATTERNS = [re.compile(rb'"content":\s*"\s?' + w) for w in WORDS]
 THRESHOLDS_MS = (5, 10, 50)
 LEVELS = (1, 2, 4, 8, 16, 32, 64)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the process for port {port} exited ({proc.args})")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"nothing listens on {port}")
 
 
 @dataclass
@@ -303,7 +284,7 @@ def start_gateway(
         cwd=folder, stdout=subprocess.DEVNULL, stderr=(folder / "err.log").open("wb"),
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
-    wait_port(port, proc)
+    wait_for_port(proc, port, f"gateway {name}", 60)
     return Side(name, port, "/v1/chat/completions", "instant", key=secret, pid=proc.pid)
 
 
@@ -385,7 +366,7 @@ def main() -> None:
              "httptools", "--loop", "uvloop", "--log-level", "warning", "--no-access-log"],
             cwd=work,
         ))  # fmt: skip
-        wait_port(up, procs[-1])
+        wait_for_port(procs[-1], up, "upstream", 60)
         upstream = f"http://127.0.0.1:{up}/v1"
         sides = [Side("direct", up, "/v1/chat/completions", "m")]
         variants = [
